@@ -1,0 +1,1 @@
+"""pydra workflows of prismflow, shipped as ``prismflow.workflows``."""
