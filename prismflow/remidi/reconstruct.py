@@ -276,7 +276,7 @@ def reconstruct(
         sq = (pred - signal) ** 2
         loss = cfg.loss_scale * (sq.sum() if cfg.reduction == "sum" else sq.mean())
         loss.backward()
-        lval = float(loss)
+        lval = float(loss.detach())
         if not math.isfinite(lval):
             stopped = "non_finite"
             logger.warning("non-finite loss at iteration %d; keeping the best mesh", it)
