@@ -1,0 +1,57 @@
+"""Tractography and connectome tasks (any peaks file, PRISM's or a baseline's)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+from fileformats.generic import File
+from pydra.compose import python
+
+from ._common import load_mask, load_peaks
+
+
+def peaks_method(peaks_path) -> str:
+    """``peaks_<method>.nii.gz`` → ``<method>``."""
+    name = Path(peaks_path).name
+    return name[len("peaks_"):].split(".nii")[0]
+
+
+@python.define(outputs=["tractogram", "method"])
+def TrackPeaks(peaks: File, mask: File, config: dict, seed: int = 0) -> tuple[File, str]:
+    """Deterministic streamlines on a peaks file; writes ``tracts_<method>.trk``."""
+    from prismflow.tracking import TrackingConfig, save_trk, track_peaks
+
+    dirs, amps, affine = load_peaks(peaks)
+    cfg = TrackingConfig(**config)
+    sl = track_peaks(dirs, amps, load_mask(mask), affine, cfg, seed=seed)
+    method = peaks_method(peaks)
+    out = Path(f"tracts_{method}.trk").absolute()
+    save_trk(sl, nib.load(str(mask)), out)
+    Path("tracking.json").write_text(json.dumps({"n_streamlines": len(sl), **cfg.to_dict()}))
+    return out, method
+
+
+@python.define(outputs=["peaks"])
+def SelectPeaks(sources: list, prism: File | None = None, baselines: list | None = None) -> list:
+    """The peaks files of the requested ``sources`` (``prism`` and/or baseline names)."""
+    files = ([prism] if prism is not None else []) + list(baselines or [])
+    by_method = {peaks_method(f): f for f in files}
+    return [by_method[s] for s in sources if s in by_method]
+
+
+@python.define(outputs=["connectome"])
+def BuildConnectome(tractogram: File, dseg: File) -> File:
+    """Streamline-count connectome between the labels of ``dseg``: ``connectome_<method>.csv``."""
+    from prismflow.tracking import connectome, load_trk, save_connectome_csv
+
+    method = Path(tractogram).name[len("tracts_"):].split(".trk")[0]
+
+    img = nib.load(str(dseg))
+    sl = load_trk(tractogram, reference=img)
+    matrix, labels = connectome(sl, np.asarray(img.dataobj), img.affine)
+    out = Path(f"connectome_{method}.csv").absolute()
+    save_connectome_csv(matrix, labels, out)
+    return out

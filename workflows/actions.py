@@ -1,0 +1,134 @@
+"""The registry of recipe actions: each one adds its nodes to the participant workflow.
+
+An action is a function ``(ctx, params) -> None`` registered with :func:`action`; it reads the
+lazy outputs it needs from ``ctx`` (a :class:`Context`) and stores what it produces there. The
+participant workflow dispatches the recipe's steps through :data:`ACTIONS`, never through an
+if/elif chain, so a new action is one decorated function plus its schema entry in
+:mod:`prismflow.workflows.recipes`.
+"""
+
+from __future__ import annotations
+
+import typing as ty
+from dataclasses import dataclass, field
+
+from pydra.compose import workflow
+
+from prismflow.tasks import baselines as tb
+from prismflow.tasks import preprocess as tp
+from prismflow.tasks import prism as tpr
+from prismflow.tasks import tracking as tt
+
+#: action name -> function(ctx, params)
+ACTIONS: dict[str, ty.Callable[["Context", dict], None]] = {}
+
+
+def action(name: str):
+    """Register the decorated function as the builder of recipe action ``name``."""
+    def deco(fn):
+        ACTIONS[name] = fn
+        return fn
+    return deco
+
+
+@dataclass
+class Context:
+    """What the steps so far have produced (pydra lazy outputs) and the run's settings."""
+
+    dwi: ty.Any
+    bval: ty.Any
+    bvec: ty.Any
+    dseg: ty.Any
+    seed: int
+    device: str
+    n_threads: int
+    slab_size: int | None
+    slab_overlap: int | None
+    mask: ty.Any = None
+    prism_maps: ty.Any = None
+    prism_peaks: ty.Any = None
+    prism_info: ty.Any = None
+    baseline_peaks: ty.Any = None
+    baseline_info: ty.Any = None
+    baseline_specs: dict = field(default_factory=dict)
+    tractograms: ty.Any = None
+    connectomes: ty.Any = None
+
+
+@action("mask")
+def _mask(ctx: Context, p: dict) -> None:
+    node = workflow.add(tp.PrepareDwi(in_dwi=ctx.dwi, in_bval=ctx.bval, in_bvec=ctx.bvec,
+                                      mask_method=p["method"],
+                                      median_radius_vox=p["median_radius_vox"],
+                                      numpass=p["numpass"]), name="prepare")
+    ctx.dwi, ctx.bval, ctx.bvec, ctx.mask = node.dwi, node.bval, node.bvec, node.mask
+
+
+@action("denoise")
+def _denoise(ctx: Context, p: dict) -> None:
+    ctx.dwi = workflow.add(tp.Denoise(in_dwi=ctx.dwi, mask=ctx.mask), name="denoise").dwi
+
+
+@action("degibbs")
+def _degibbs(ctx: Context, p: dict) -> None:
+    ctx.dwi = workflow.add(tp.Degibbs(in_dwi=ctx.dwi), name="degibbs").dwi
+
+
+@action("prism")
+def _prism(ctx: Context, p: dict) -> None:
+    size = ctx.slab_size or p["slab_size_vox"]
+    overlap = ctx.slab_overlap if ctx.slab_overlap is not None else p["slab_overlap_vox"]
+    config = {"n_fibres": p["n_fibres"], "n_iter": p["n_iter"], "loss": p["loss"],
+              "seed": ctx.seed, "device": ctx.device, **p["options"]}
+    plan = workflow.add(tpr.PlanSlabs(mask=ctx.mask, slab_size=size, overlap=overlap),
+                        name="plan_slabs")
+    fit = workflow.add(
+        tpr.FitSlab(dwi=ctx.dwi, bval=ctx.bval, bvec=ctx.bvec, mask=ctx.mask, config=config,
+                    slab_size=size, overlap=overlap, n_threads=ctx.n_threads)
+        .split(slab_index=plan.slab_indices).combine("slab_index"),
+        name="fit_slab")
+    st = workflow.add(tpr.StitchSlabs(parts=fit.part, dwi=ctx.dwi, mask=ctx.mask, config=config,
+                                      slab_size=size, overlap=overlap), name="stitch_slabs")
+    ctx.prism_maps, ctx.prism_peaks, ctx.prism_info = st.maps, st.peaks, st.info
+
+
+@action("baseline")
+def _baseline(ctx: Context, p: dict) -> None:
+    # all baseline steps share one node split over (method, options); see add_baselines
+    ctx.baseline_specs[p["method"]] = {"n_peaks": p["n_peaks"], **p["options"]}
+
+
+def add_baselines(ctx: Context) -> None:
+    """Add the one baseline node (split over the methods collected so far), once."""
+    if not ctx.baseline_specs or ctx.baseline_peaks is not None:
+        return
+    methods = list(ctx.baseline_specs)
+    node = workflow.add(
+        tb.FitBaseline(dwi=ctx.dwi, bval=ctx.bval, bvec=ctx.bvec, mask=ctx.mask,
+                       n_threads=ctx.n_threads)
+        .split(("method", "options"), method=methods,
+               options=[ctx.baseline_specs[m] for m in methods])
+        .combine(["method", "options"]),
+        name="baselines")
+    ctx.baseline_peaks, ctx.baseline_info = node.peaks, node.info
+
+
+@action("tracking")
+def _tracking(ctx: Context, p: dict) -> None:
+    cfg = {k: p[k] for k in ("step_mm", "angle_deg", "seeds_per_voxel", "min_length_mm",
+                             "max_length_mm", "peak_threshold")}
+    add_baselines(ctx)
+    sel = workflow.add(tt.SelectPeaks(sources=list(p["sources"]), prism=ctx.prism_peaks,
+                                      baselines=ctx.baseline_peaks), name="select_peaks")
+    tr = workflow.add(tt.TrackPeaks(mask=ctx.mask, config=cfg, seed=ctx.seed)
+                      .split(peaks=sel.peaks).combine("peaks"), name="tracking")
+    ctx.tractograms = tr.tractogram
+
+
+@action("connectome")
+def _connectome(ctx: Context, p: dict) -> None:
+    if ctx.dseg is None:  # no parcellation for this subject: nothing to do
+        return
+    cn = workflow.add(tt.BuildConnectome(dseg=ctx.dseg).split(tractogram=ctx.tractograms)
+                      .combine("tractogram"), name="connectome")
+    ctx.connectomes = cn.connectome

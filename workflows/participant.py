@@ -1,0 +1,45 @@
+"""The participant-level workflow: one DWI series → PRISM maps, baselines, tracts, connectomes.
+
+The top level splits this workflow over the series of the selected participants; inside, PRISM
+splits over slabs and combines them (see :mod:`prismflow.workflows.actions`).
+"""
+
+from __future__ import annotations
+
+import typing as ty
+
+from fileformats.generic import File
+from pydra.compose import workflow
+
+from .actions import ACTIONS, Context, add_baselines
+from .recipes import validate_recipe
+
+OUTPUTS = ["mask", "prism_maps", "prism_peaks", "prism_info", "baseline_peaks", "baseline_info",
+           "tractograms", "connectomes"]
+
+
+@workflow.define(outputs=OUTPUTS)
+def ParticipantWorkflow(dwi: File, bval: File, bvec: File, recipe: dict,
+                        dseg: File | None = None, seed: int = 0, device: str = "auto",
+                        n_threads: int = 1, slab_size: int | None = None,
+                        slab_overlap: int | None = None):
+    """Run the recipe's steps on one DWI series.
+
+    Outputs
+    -------
+    mask : File — the brain mask.
+    prism_maps : Directory or None — one NIfTI per PRISM map (``maps/<name>.nii.gz``).
+    prism_peaks, prism_info : File or None — PRISM peaks (X, Y, Z, 3K) and its settings.
+    baseline_peaks, baseline_info : list[File] or None — per baseline method.
+    tractograms : list[File] or None — ``tracts_<source>.trk`` per tracked peaks source.
+    connectomes : list[File] or None — ``connectome_<source>.csv`` when a parcellation exists.
+    """
+    rec = validate_recipe(recipe, source=recipe.get("name", "<recipe>"))
+    ctx = Context(dwi=dwi, bval=bval, bvec=bvec, dseg=dseg, seed=seed, device=device,
+                  n_threads=n_threads, slab_size=slab_size, slab_overlap=slab_overlap)
+    if not rec.steps_of("mask"):
+        ACTIONS["mask"](ctx, {"method": "median_otsu", "median_radius_vox": 4, "numpass": 4})
+    for step in rec.steps:
+        ACTIONS[step.action](ctx, step.params)
+    add_baselines(ctx)
+    return tuple(getattr(ctx, name) for name in OUTPUTS)
