@@ -50,6 +50,7 @@ class Context:
     prism_info: ty.Any = None
     baseline_peaks: ty.Any = None
     baseline_info: ty.Any = None
+    baseline_scanner_peaks: ty.Any = None
     baseline_specs: dict = field(default_factory=dict)
     tractograms: ty.Any = None
     connectomes: ty.Any = None
@@ -111,6 +112,7 @@ def add_baselines(ctx: Context) -> None:
         .combine(["method", "options"]),
         name="baselines")
     ctx.baseline_peaks, ctx.baseline_info = node.peaks, node.info
+    ctx.baseline_scanner_peaks = node.peaks_scanner
 
 
 @action("tracking")

@@ -14,8 +14,8 @@ from pydra.compose import workflow
 from .actions import ACTIONS, Context, add_baselines
 from .recipes import validate_recipe
 
-OUTPUTS = ["mask", "prism_maps", "prism_peaks", "prism_info", "baseline_peaks", "baseline_info",
-           "tractograms", "connectomes"]
+OUTPUTS = ["mask", "prism_maps", "prism_peaks", "prism_info", "baseline_peaks",
+           "baseline_scanner_peaks", "baseline_info", "tractograms", "connectomes"]
 
 
 @workflow.define(outputs=OUTPUTS)
@@ -30,7 +30,8 @@ def ParticipantWorkflow(dwi: File, bval: File, bvec: File, recipe: dict,
     mask : File — the brain mask.
     prism_maps : Directory or None — one NIfTI per PRISM map (``maps/<name>.nii.gz``).
     prism_peaks, prism_info : File or None — PRISM peaks (X, Y, Z, 3K) and its settings.
-    baseline_peaks, baseline_info : list[File] or None — per baseline method.
+    baseline_peaks, baseline_scanner_peaks, baseline_info : list[File] or None — per baseline
+        method: peaks in the bvec frame (tracking), in the scanner frame (derivatives), settings.
     tractograms : list[File] or None — ``tracts_<source>.trk`` per tracked peaks source.
     connectomes : list[File] or None — ``connectome_<source>.csv`` when a parcellation exists.
     """

@@ -7,6 +7,7 @@ own config drops ``desc`` for dwi and knows no ``model``/``param`` entities).
 
 from __future__ import annotations
 
+import filecmp
 import json
 import logging
 import os
@@ -99,15 +100,47 @@ def write_derivative(src: str | Path, output_dir: Path, entities: dict, sidecar:
     """
     rel = derivative_path(entities)
     dst = output_dir / rel
-    if dst.exists() and not overwrite:
-        raise InputError(f"{dst}: exists; pass --overwrite to replace outputs")
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dst.with_name(f".{dst.name}.part")
-    shutil.copyfile(src, tmp)
-    os.replace(tmp, dst)
+    if dst.exists() and filecmp.cmp(src, dst, shallow=False):
+        pass  # same content (a rerun served from the cache): nothing to replace
+    elif dst.exists() and not overwrite:
+        raise InputError(f"{dst}: exists with different content; pass --overwrite to replace "
+                         "existing outputs")
+    else:
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        tmp = dst.with_name(f".{dst.name}.part")
+        shutil.copyfile(src, tmp)
+        os.replace(tmp, dst)
     if sidecar is not None:
         ext = entities.get("extension", "")
         side = output_dir / derivative_path({**entities, "extension": ".json"}) if ext != ".json" else None
         if side is not None:
             save_json_atomic(sidecar, side)
     return dst
+
+
+#: Description and units of the maps we write (by ``param`` label); others get a generic text.
+MAP_INFO = {
+    "peaks": ("MRtrix3-style peaks: fibre directions in scanner (world) coordinates as vectors "
+              "whose length is the fibre's amplitude (volume fraction for PRISM, FOD amplitude "
+              "for CSD-type methods); 3 frames per fibre", "unit vector x amplitude"),
+    "csf": ("free-water (CSF) volume fraction", "fraction (0-1)"),
+    "gm": ("grey-matter-like isotropic volume fraction", "fraction (0-1)"),
+    "res": ("restricted isotropic volume fraction", "fraction (0-1)"),
+    "wm": ("total white-matter (fibre) volume fraction", "fraction (0-1)"),
+    "s0": ("non-diffusion-weighted signal", "a.u."),
+    "sigma": ("noise standard deviation", "a.u."),
+    "bias": ("multiplicative bias field", "ratio"),
+    "fin": ("intra-axonal fraction of each fibre", "fraction (0-1)"),
+}
+
+
+def map_sidecar(param: str, method: str, *, seed: int, sources: list[str], extra=None) -> dict:
+    """A JSON sidecar for one map: description, units, method, version, seed, sources."""
+    key = bids_label(param).lower()
+    desc, units = next(((d, u) for k, (d, u) in MAP_INFO.items() if key.startswith(k)),
+                       (f"{param} map", "see Description"))
+    side = {"Description": desc, "Units": units}
+    side.update(extra or {})
+    side.update({"Model": method, "Parameter": param, "Seed": seed, "SoftwareName": "prismflow",
+                 "SoftwareVersion": __version__, "Sources": sources})
+    return side

@@ -1,1 +1,1 @@
-"""prismflow.reports."""
+"""Reports: group-level tables and figures (matplotlib, Agg backend)."""

@@ -29,15 +29,21 @@ def fit_baseline_peaks(data, acq, mask, method: str, options: dict):
     return dirs, amps, res
 
 
-@python.define(outputs=["peaks", "info"])
+@python.define(outputs=["peaks", "peaks_scanner", "info"])
 def FitBaseline(dwi: File, bval: File, bvec: File, mask: File, method: str,
-                options: dict | None = None, n_threads: int = 1) -> tuple[File, File]:
-    """Fit baseline ``method``; write ``peaks_<method>.nii.gz`` and its ``info.json``."""
+                options: dict | None = None, n_threads: int = 1) -> tuple[File, File, File]:
+    """Fit baseline ``method``; write ``peaks_<method>.nii.gz`` (bvec frame, for tracking),
+    ``scanner_peaks_<method>.nii.gz`` (scanner frame, as MRtrix3 and PRISM's derivatives) and
+    ``info.json``."""
+    from prismflow.prism.fixels import bvec_frame_to_world
+
     limit_threads(n_threads)
     data, acq, affine = load_series(dwi, bval, bvec)
     dirs, amps, res = fit_baseline_peaks(data, acq, load_mask(mask), method, dict(options or {}))
     peaks = save_peaks(dirs, amps, affine, f"peaks_{method}.nii.gz")
+    scanner = save_peaks(bvec_frame_to_world(dirs, affine), amps, affine,
+                         f"scanner_peaks_{method}.nii.gz")
     info = Path("info.json").absolute()
     info.write_text(json.dumps({"method": method, "options": options or {},
                                 "seconds": res.seconds, "info": res.info}, indent=2, default=str))
-    return peaks, info
+    return peaks, scanner, info

@@ -16,7 +16,9 @@ import nibabel as nib
 from fileformats.generic import Directory, File
 from pydra.compose import python
 
-from ._common import limit_threads, load_mask, load_series, save_peaks
+from prismflow.io import save_nifti_atomic
+
+from ._common import limit_threads, load_mask, load_series
 
 logger = logging.getLogger(__name__)
 
@@ -57,7 +59,7 @@ def FitSlab(dwi: File, bval: File, bvec: File, mask: File, slab_index: int, conf
     logger.info("slab %d fitted in %.1f s", slab_index, time.perf_counter() - start)
     out = Path(f"slab-{slab_index:03d}.pkl").absolute()
     with open(out, "wb") as fh:
-        pickle.dump(part, fh)
+        pickle.dump({"fit": part, "seconds": time.perf_counter() - start}, fh)
     return out
 
 
@@ -69,31 +71,24 @@ def StitchSlabs(parts: list[File], dwi: File, mask: File, config: dict, slab_siz
 
     cfg = prism_config(config)
     slabs = plan(mask, slab_size, overlap)
-    fits = []
+    fits, seconds = [], 0.0
     for p in parts:
         with open(p, "rb") as fh:
-            fits.append(pickle.load(fh))
+            item = pickle.load(fh)
+        fits.append(item["fit"])
+        seconds += item["seconds"]
     mask_arr = load_mask(mask)
     fit = stitch_slabs(fits, slabs, mask_arr.shape, cfg)
     affine = nib.load(str(dwi)).affine
     maps_dir = Path("maps").absolute()
     maps_dir.mkdir(exist_ok=True)
     fit.save(maps_dir, affine)
-    peaks = save_peaks(*_peaks_of(fit, cfg), affine, "peaks_prism.nii.gz")
+    # peaks for tracking, in the bvec (voxel) frame like every baseline's; the maps/ folder
+    # holds PRISM's own scanner-frame (MRtrix3) peaks.nii.gz for the derivatives
+    peaks = save_nifti_atomic(fit.volume(fit.peaks()).astype("float32"), affine,
+                              Path("peaks_prism.nii.gz").absolute())
     info = Path("info.json").absolute()
-    info.write_text(json.dumps({"config": cfg.to_dict(), "n_slabs": len(slabs)}, indent=2,
+    info.write_text(json.dumps({"method": "prism", "config": cfg.to_dict(), "n_slabs": len(slabs),
+                                "seconds": seconds}, indent=2,
                                default=str))
     return maps_dir, peaks, info
-
-
-def _peaks_of(fit, cfg):
-    """Fibre directions (X, Y, Z, K, 3) and fractions (X, Y, Z, K) of a PRISM fit, with fibres
-    below the reporting threshold set to zero."""
-    import numpy as np
-
-    maps = fit.maps()
-    dirs = np.asarray(maps.get("fibre_directions", maps.get("directions")))
-    frac = np.asarray(maps.get("fibre_fractions", maps.get("fractions_fibre")))
-    largest = frac.max(axis=-1, keepdims=True)
-    keep = (frac >= cfg.min_fibre_fraction) & (frac >= cfg.relative_fibre_fraction * largest)
-    return dirs * keep[..., None], frac * keep

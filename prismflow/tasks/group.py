@@ -1,0 +1,31 @@
+"""Group-level tasks: metrics per subject from derivatives, then one table and figures."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from fileformats.generic import Directory, File
+from pydra.compose import python
+
+
+@python.define(outputs=["rows"])
+def SubjectMetrics(files: list[File]) -> File:
+    """Tidy metric rows of one subject's derivatives, as ``rows.json``."""
+    from prismflow.reports.group import subject_metrics
+
+    out = Path("rows.json").absolute()
+    out.write_text(json.dumps(subject_metrics([str(f) for f in files])))
+    return out
+
+
+@python.define(outputs=["table", "figures"])
+def GroupReport(rows: list[File]) -> tuple[File, Directory]:
+    """Concatenate the rows into ``prismflow_metrics.tsv`` and draw one figure per metric."""
+    from prismflow.reports.group import plot_metrics, write_table
+
+    allrows = [r for f in rows for r in json.loads(Path(f).read_text())]
+    table = write_table(allrows, Path("prismflow_metrics.tsv").absolute())
+    figs = Path("figures").absolute()
+    plot_metrics(table, figs)
+    return table, figs
