@@ -195,7 +195,7 @@ def run_participant(args, cfg_kwargs: dict) -> int:
                    "steps": [{"action": s.action, **s.params} for s in recipe.steps]}
     # every series is one element of a split: pydra runs them in parallel
     wf = ParticipantWorkflow(
-        bval=None, bvec=None, dwi=None, dseg=None, recipe=recipe_dict, seed=cfg.seed,
+        recipe=recipe_dict, seed=cfg.seed,
         device=cfg.device, n_threads=cfg.threads_per_task, slab_size=cfg.slab_size,
         slab_overlap=cfg.slab_overlap,
     ).split(("dwi", "bval", "bvec", "dseg"), dwi=[d.dwi for d in inputs],
