@@ -31,7 +31,7 @@ import numpy as np
 from prismflow.io import Acquisition, InputError, write_bval_bvec
 
 from .base import BaselineMethod
-from .peaks import extract_peaks, peaks_from_sh
+from .peaks import apply_rule, peaks_from_sh
 from .responses import (ResponseTruth, isotropic_response, select_shell, shell_groups,
                         zonal_tensor_response)
 
@@ -219,7 +219,7 @@ class _MrtrixBase(BaselineMethod):
             unit = np.where(amp[..., None] > 0, raw / np.maximum(amp[..., None], 1e-12), 0.0)
             unit = scanner_to_bvec(unit)
             # apply the shared rule's threshold/separation/count on MRtrix's own peaks
-            return _rule_on_peaks(unit, amp, self.rule)
+            return apply_rule(unit, amp, self.rule)
         coef = np.asarray(nib.load(fod_path).dataobj, dtype=np.float64).reshape(V, -1)
         lmax = int(round((np.sqrt(8 * coef.shape[1] + 1) - 3) / 2))
         dirs, amps = peaks_from_sh(coef, lmax, self.rule, **MRTRIX_BASIS)
@@ -241,31 +241,6 @@ class _Keep:
 
     def __exit__(self, *exc):
         return False
-
-
-def _rule_on_peaks(unit: np.ndarray, amp: np.ndarray, rule):
-    """Apply the shared rule (separation, relative threshold, count) to given peaks (V, P)."""
-    from .peaks import peak_sphere  # noqa: F401  (same module family; keeps imports local)
-
-    V = unit.shape[0]
-    K = rule.n_peaks
-    out_d = np.zeros((V, K, 3))
-    out_a = np.zeros((V, K))
-    cos_sep = np.cos(np.deg2rad(rule.min_separation_deg))
-    for v in range(V):
-        order = np.argsort(-amp[v])
-        kept = []
-        for i in order:
-            if amp[v, i] <= 0 or len(kept) >= K:
-                break
-            if any(abs(unit[v, i] @ unit[v, j]) > cos_sep for j in kept):
-                continue
-            if amp[v, i] < rule.relative_threshold * amp[v, order[0]]:
-                break
-            kept.append(i)
-        out_d[v, : len(kept)] = unit[v, kept]
-        out_a[v, : len(kept)] = amp[v, kept]
-    return out_d, out_a
 
 
 class MrtrixCSD(_MrtrixBase):

@@ -21,6 +21,7 @@ single fibres); the refinement removes that discretisation error.
 from __future__ import annotations
 
 import logging
+import warnings
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Callable
@@ -206,8 +207,10 @@ def sh_evaluator(coeffs: np.ndarray, sh_order_max: int, *, basis_type: str,
     from dipy.reconst.shm import sh_to_sf_matrix
 
     def evaluate(voxel: np.ndarray, dirs: np.ndarray) -> np.ndarray:
-        B, _ = sh_to_sf_matrix(Sphere(xyz=dirs), sh_order_max=sh_order_max,
-                               basis_type=basis_type, legacy=legacy)  # (n_coef, P)
+        with warnings.catch_warnings():  # dipy warns on every use of its legacy basis
+            warnings.simplefilter("ignore", PendingDeprecationWarning)
+            B, _ = sh_to_sf_matrix(Sphere(xyz=dirs), sh_order_max=sh_order_max,
+                                   basis_type=basis_type, legacy=legacy)  # (n_coef, P)
         return np.einsum("pc,cp->p", coeffs[voxel], B)
 
     return evaluate
@@ -220,8 +223,10 @@ def peaks_from_sh(coeffs: np.ndarray, sh_order_max: int, rule: PeakRule, *,
     from dipy.reconst.shm import sh_to_sf_matrix
 
     sphere = peak_sphere(rule.sphere_level)
-    B, _ = sh_to_sf_matrix(sphere, sh_order_max=sh_order_max, basis_type=basis_type,
-                           legacy=legacy)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", PendingDeprecationWarning)
+        B, _ = sh_to_sf_matrix(sphere, sh_order_max=sh_order_max, basis_type=basis_type,
+                               legacy=legacy)
     coeffs = np.nan_to_num(np.asarray(coeffs, dtype=np.float64))
     sf = coeffs @ B
     return extract_peaks(sf, sh_evaluator(coeffs, sh_order_max, basis_type=basis_type,
@@ -232,3 +237,35 @@ def angle_deg(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Axial angle (degrees, in [0, 90]) between unit vectors, broadcasting over leading axes."""
     c = np.abs(np.sum(a * b, axis=-1))
     return np.rad2deg(np.arccos(np.clip(c, 0.0, 1.0)))
+
+
+def apply_rule(unit: np.ndarray, amp: np.ndarray, rule):
+    """Apply the shared rule (separation, relative threshold, count) to given peaks.
+
+    Parameters
+    ----------
+    unit : (V, P, 3) unit directions; amp : (V, P) amplitudes (<= 0 means absent).
+
+    Returns
+    -------
+    (V, K, 3) directions and (V, K) amplitudes, K = rule.n_peaks, descending.
+    """
+    V = unit.shape[0]
+    K = rule.n_peaks
+    out_d = np.zeros((V, K, 3))
+    out_a = np.zeros((V, K))
+    cos_sep = np.cos(np.deg2rad(rule.min_separation_deg))
+    for v in range(V):
+        order = np.argsort(-amp[v])
+        kept = []
+        for i in order:
+            if amp[v, i] <= 0 or len(kept) >= K:
+                break
+            if any(abs(unit[v, i] @ unit[v, j]) > cos_sep for j in kept):
+                continue
+            if amp[v, i] < rule.relative_threshold * amp[v, order[0]]:
+                break
+            kept.append(i)
+        out_d[v, : len(kept)] = unit[v, kept]
+        out_a[v, : len(kept)] = amp[v, kept]
+    return out_d, out_a

@@ -1,0 +1,25 @@
+"""dipy FORCE with a small library (CI): single fibres and 90° crossings."""
+
+import numpy as np
+import pytest
+
+from conftest import summarise
+from prismflow.baselines import get_method
+
+
+@pytest.fixture(scope="module")
+def force_cache(tmp_path_factory):
+    return str(tmp_path_factory.mktemp("force"))
+
+
+def test_force_recovers(tiny_phantom, force_cache):
+    m = get_method("force", response="data", library_size=5000, cache_dir=force_cache)
+    res = m.fit_peaks(tiny_phantom.signal, tiny_phantom.acquisition)
+    single, cross, two, one = summarise(res, tiny_phantom)
+    # 5k library on a 362-vertex grid: coarse but clearly right
+    assert single < 12.0 and cross < 15.0 and two >= 0.6 and one >= 0.6
+    assert res.info["setup_seconds"] > 0 and res.info["library"] == "built"
+    again = get_method("force", response="data", library_size=5000, cache_dir=force_cache)
+    res2 = again.fit_peaks(tiny_phantom.signal, tiny_phantom.acquisition)
+    assert res2.info["library"].startswith("cache")
+    assert np.allclose(res2.directions, res.directions)
