@@ -93,7 +93,7 @@ def init_derivatives(output_dir: Path, bids_dir: Path, *, dataset_name: str | No
 
 
 def write_derivative(src: str | Path, output_dir: Path, entities: dict, sidecar: dict | None,
-                     *, overwrite: bool = True) -> Path:
+                     *, overwrite: bool = False) -> Path:
     """Copy ``src`` to its BIDS name under ``output_dir`` and write its JSON sidecar.
 
     Returns the destination path. With ``overwrite=False`` an existing file raises InputError.

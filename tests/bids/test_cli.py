@@ -1,0 +1,78 @@
+"""The command line: help quality, and one clear line + non-zero exit for bad invocations."""
+
+from __future__ import annotations
+
+import pytest
+
+from prismflow.cli.parser import build_parser
+from prismflow.cli.run import main
+
+
+def test_help_has_groups_units_defaults_examples():
+    text = " ".join(build_parser().format_help().split())
+    for section in ("selecting data", "what to run", "execution", "examples:", "references:"):
+        assert section in text
+    assert "in voxels" in text and "(default: cf)" in text and "--participant-label" in text
+
+
+def test_version(capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["--version"])
+    assert info.value.code == 0
+    assert "prismflow" in capsys.readouterr().out
+
+
+def test_help_recipes(capsys):
+    assert main(["--help-recipes"]) == 0
+    assert "default" in capsys.readouterr().out
+
+
+def _one_line_error(capsys, argv, match):
+    rc = main(argv)
+    err = capsys.readouterr().err.strip()
+    assert rc != 0
+    assert len(err.splitlines()) == 1, err
+    assert err.startswith("prismflow: error:") and match in err, err
+
+
+def test_missing_bids_dir(capsys, tmp_path):
+    _one_line_error(capsys, [str(tmp_path / "nope"), str(tmp_path / "out"), "participant"],
+                    "BIDS directory not found")
+
+
+def test_not_a_bids_dir(capsys, tmp_path):
+    _one_line_error(capsys, [str(tmp_path), str(tmp_path.parent / "o1"), "participant"],
+                    "not a BIDS dataset")
+
+
+def test_unknown_participant(capsys, synthetic_bids, tmp_path):
+    _one_line_error(capsys, [str(synthetic_bids), str(tmp_path / "out"), "participant",
+                             "--participant-label", "sub-99", "--skip-bids-validation",
+                             "-w", str(tmp_path / "w")], "99 not found")
+
+
+def test_unwritable_output(capsys, synthetic_bids, tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    _one_line_error(capsys, [str(synthetic_bids), str(blocker / "out"), "participant"],
+                    "cannot create the output directory")
+
+
+def test_output_inside_input(capsys, synthetic_bids):
+    _one_line_error(capsys, [str(synthetic_bids), str(synthetic_bids / "derivatives" / "pf"),
+                             "participant"], "must not be inside the input")
+
+
+def test_missing_positionals(capsys):
+    _one_line_error(capsys, [], "missing bids_dir")
+
+
+def test_bad_recipe(capsys, synthetic_bids, tmp_path):
+    _one_line_error(capsys, [str(synthetic_bids), str(tmp_path / "out"), "participant",
+                             "--recipe", "nosuch", "--skip-bids-validation",
+                             "-w", str(tmp_path / "w")], "recipe 'nosuch' not found")
+
+
+def test_group_without_participant_outputs(capsys, synthetic_bids, tmp_path):
+    _one_line_error(capsys, [str(synthetic_bids), str(tmp_path / "out"), "group",
+                             "-w", str(tmp_path / "w")], "run the participant level first")
