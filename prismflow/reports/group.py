@@ -19,6 +19,9 @@ logger = logging.getLogger(__name__)
 
 COLUMNS = ("subject", "session", "method", "metric", "value")
 
+#: Frames of PRISM's ``tissue_fractions`` map.
+TISSUES = ("csf", "gm", "restricted", "wm")
+
 _ENT = re.compile(r"(?:^|_)(sub|ses|run|acq|space|model|param|desc|seg)-([A-Za-z0-9]+)")
 
 
@@ -84,8 +87,13 @@ def subject_metrics(files: list[str | Path]) -> list[dict]:
                         add(method, "fit_seconds", secs)
             elif suffix == "dwimap" and ext.startswith(".nii") and param:
                 data = _load(f)
-                if data.ndim == 3 and mask is not None and mask.shape == data.shape:
+                if mask is None or mask.shape != data.shape[:3]:
+                    continue
+                if data.ndim == 3:
                     add(method, f"mean_{param}", np.nanmean(data[mask]))
+                elif param == "tissuefractions" and data.shape[3] == len(TISSUES):
+                    for k, tissue in enumerate(TISSUES):
+                        add(method, f"mean_{tissue}_fraction", np.nanmean(data[mask][:, k]))
             elif suffix == "streamlines" and ext == ".json":
                 info = json.loads(f.read_text())
                 if "StreamlineCount" in info:
