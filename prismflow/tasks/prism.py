@@ -24,18 +24,19 @@ logger = logging.getLogger(__name__)
 
 
 def plan(mask_path, slab_size: int, overlap: int):
-    """The slab plan of ``mask_path`` (deterministic, so each task can recompute it)."""
+    """The slab plan along z of ``mask_path`` (deterministic: each task can recompute it)."""
     from prismflow.prism import plan_slabs
 
     mask = load_mask(mask_path)
-    return plan_slabs(mask.shape, mask, slab_size=slab_size, overlap=overlap)
+    return plan_slabs(mask.shape[2], slab_size=slab_size, overlap=overlap, axis=2)
 
 
 def prism_config(config: dict):
-    """A :class:`prismflow.prism.PrismConfig` from a (recipe) dict."""
+    """A :class:`prismflow.prism.PrismConfig` for image volumes (``PrismConfig.for_volume``:
+    spatial priors and calibration on) with the recipe's ``config`` changes applied."""
     from prismflow.prism import PrismConfig
 
-    return PrismConfig.from_dict(config) if hasattr(PrismConfig, "from_dict") else PrismConfig(**config)
+    return PrismConfig.for_volume(**config)
 
 
 @python.define(outputs=["slab_indices"])
@@ -49,13 +50,17 @@ def FitSlab(dwi: File, bval: File, bvec: File, mask: File, slab_index: int, conf
             slab_size: int = 30, overlap: int = 5, n_threads: int = 1) -> File:
     """Fit PRISM on one slab; write the pickled partial fit ``slab-<index>.pkl``."""
     from prismflow.prism import fit_slab
+    from prismflow.prism.fit import estimate_noise_sigma
 
     limit_threads(n_threads)
     data, acq, _ = load_series(dwi, bval, bvec)
     mask_arr = load_mask(mask)
     slab = plan(mask, slab_size, overlap)[slab_index]
+    cfg = prism_config(config)
     start = time.perf_counter()
-    part = fit_slab(data, acq, mask_arr, slab, prism_config(config))
+    # σ from the whole masked volume, as fit_volume does, so every slab shares it
+    sigma = estimate_noise_sigma(data[mask_arr], acq, cfg.calibration.sigma_init)
+    part = fit_slab(data, acq, mask_arr, slab, cfg, noise_sigma=sigma, progress=False)
     logger.info("slab %d fitted in %.1f s", slab_index, time.perf_counter() - start)
     out = Path(f"slab-{slab_index:03d}.pkl").absolute()
     with open(out, "wb") as fh:
@@ -78,7 +83,7 @@ def StitchSlabs(parts: list[File], dwi: File, mask: File, config: dict, slab_siz
         fits.append(item["fit"])
         seconds += item["seconds"]
     mask_arr = load_mask(mask)
-    fit = stitch_slabs(fits, slabs, mask_arr.shape, cfg)
+    fit = stitch_slabs(fits, slabs, mask_arr, overlap)
     affine = nib.load(str(dwi)).affine
     maps_dir = Path("maps").absolute()
     maps_dir.mkdir(exist_ok=True)
