@@ -1,1 +1,1 @@
-"""prismflow.metrics."""
+"""Metrics: fibre peak scores (angular error, recall, F1), Chamfer distances."""

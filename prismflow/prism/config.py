@@ -1,0 +1,147 @@
+"""Configuration of a PRISM fit: one frozen dataclass tree, serialisable for provenance.
+
+Units: diffusivities in mm²/s, b-values in s/mm². Defaults are documented field by field; the
+PRISM paper fixes its diffusivities across experiments and so do we (see ``Diffusivities``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields, replace
+
+
+@dataclass(frozen=True)
+class Diffusivities:
+    """Fixed compartment diffusivities of the forward model, mm²/s.
+
+    The phantoms deliberately simulate other values (tensors, not sticks), so the model is
+    mismatched to the data as in the paper.
+    """
+
+    csf: float = 3.0e-3        #: free water at body temperature
+    gm: float = 0.8e-3         #: grey-matter apparent isotropic diffusivity
+    restricted: float = 0.1e-3  #: slow restricted isotropic pool (soma-like)
+    axial: float = 1.7e-3      #: D∥ of stick and zeppelin
+    radial: float = 0.3e-3     #: D⊥ of the zeppelin (extra-axonal)
+
+
+@dataclass(frozen=True)
+class PriorWeights:
+    """Weights of the regularisers (0 switches a term off).
+
+    Units: Rician negative log-likelihood per measurement (nats). In MSE mode the penalty is
+    multiplied by 2σ̂² (σ̂: noise level estimated from repeated b=0 volumes, relative to b0),
+    which converts nats to squared-signal units, so the same weights hold at any SNR.
+
+    Defaults follow the paper's synthetic set-up: only direction repulsion and minor-fibre
+    sparsity are on; the spatial terms (smoothness, continuity) are for image volumes and are
+    switched on by ``PrismConfig.for_volume()``.
+    """
+
+    smoothness: float = 0.0      #: Huber-Laplacian of tissue fractions (paper default on volumes)
+    smoothness_delta: float = 0.05  #: Huber transition, fraction units
+    neighbourhood: int = 6       #: 6 or 26
+    repulsion: float = 0.0       #: Σ_{j<k} f_j f_k (n_j·n_k)² per voxel
+    sparsity: float = 0.005      #: L1 on the minor fibre fractions, rank-weighted
+    sparsity_growth: float = 128.0 #: each further minor fibre costs this much more
+    orphan_wm: float = 0.0       #: WM fraction where S0 is near zero
+    continuity: float = 0.0      #: neighbouring voxels share fibre directions
+    topology_warmup: float = 0.5  #: fraction of iterations over which repulsion/sparsity ramp from 0
+    ordering: float = 0.0        #: hinge on f_{k+1} > f_k (breaks permutation symmetry)
+
+
+@dataclass(frozen=True)
+class CalibrationConfig:
+    """Nuisance calibration: bias field, per-measurement affine, learned σ (all near identity)."""
+
+    bias_field: bool = False     #: exp of a trilinearly upsampled low-resolution control grid
+    bias_grid: tuple[int, int, int] = (4, 4, 4)
+    measurement_affine: bool = False  #: per-measurement log-scale a_n and offset c_n
+    weight_bias: float = 1e-2    #: L2 on bias-grid coefficients
+    weight_bias_tv: float = 1e-2  #: TV of the upsampled log bias field
+    weight_scale: float = 1e-3   #: L2 on a_n
+    weight_offset: float = 1e-3  #: L2 on c_n
+    sigma_init: float = 0.05     #: initial σ relative to the b0 signal (NLL mode)
+
+
+@dataclass(frozen=True)
+class PrismConfig:
+    """Everything that decides a PRISM fit.
+
+    Parameters
+    ----------
+    n_fibres : K, fibres per voxel (default 3).
+    loss : ``"mse"`` or ``"nll"`` (Rician negative log-likelihood with learned σ).
+    n_iter : maximum optimiser iterations.
+    optimizer : ``"rprop"`` (default), ``"adam"``, ``"adamw"``, ``"rmsprop"``, ``"sgd"``.
+    lr : initial step (Rprop) or learning rate.
+    tol : convergence: stop when the relative loss decrease over ``patience`` iterations is
+        below ``tol`` (0 disables).
+    seed : seeds the random initial directions and fractions.
+    device : ``"auto"`` (CUDA when present, else CPU), ``"cpu"`` or ``"cuda"``.
+    min_fibre_fraction : a fibre is reported (peaks, metrics) when its volume fraction is at
+        least this and at least ``relative_fibre_fraction`` × the largest fibre's.
+    """
+
+    n_fibres: int = 3
+    loss: str = "mse"
+    n_iter: int = 300
+    optimizer: str = "rprop"
+    lr: float = 0.02
+    tol: float = 1e-6
+    patience: int = 20
+    seed: int = 0
+    device: str = "auto"
+    min_fibre_fraction: float = 0.1
+    relative_fibre_fraction: float = 0.15
+    fast_kernel: bool = True
+    diffusivities: Diffusivities = field(default_factory=Diffusivities)
+    priors: PriorWeights = field(default_factory=PriorWeights)
+    calibration: CalibrationConfig = field(default_factory=CalibrationConfig)
+
+    def __post_init__(self):
+        if self.n_fibres < 1:
+            raise ValueError(f"n_fibres must be >= 1, got {self.n_fibres}")
+        if self.loss not in ("mse", "nll"):
+            raise ValueError(f"loss must be 'mse' or 'nll', got {self.loss!r}")
+        if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
+            raise ValueError(f"device must be auto, cpu or cuda, got {self.device!r}")
+        if self.priors.neighbourhood not in (6, 26):
+            raise ValueError("priors.neighbourhood must be 6 or 26")
+
+    def to_dict(self) -> dict:
+        """A JSON-serialisable dict of every setting."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "PrismConfig":
+        """Inverse of :meth:`to_dict` (unknown keys raise ``TypeError``)."""
+        d = dict(d)
+        sub = {"diffusivities": Diffusivities, "priors": PriorWeights,
+               "calibration": CalibrationConfig}
+        for key, typ in sub.items():
+            if key in d and isinstance(d[key], dict):
+                val = dict(d[key])
+                if "bias_grid" in val:
+                    val["bias_grid"] = tuple(val["bias_grid"])
+                d[key] = typ(**val)
+        return cls(**d)
+
+    def replace(self, **changes) -> "PrismConfig":
+        """A copy with ``changes`` applied (nested sections accept dicts of changes)."""
+        for key in ("diffusivities", "priors", "calibration"):
+            if isinstance(changes.get(key), dict):
+                changes[key] = replace(getattr(self, key), **changes[key])
+        return replace(self, **changes)
+
+    @classmethod
+    def for_volume(cls, **changes) -> "PrismConfig":
+        """Defaults for image volumes (the paper's HCP run): all priors and calibration on."""
+        base = cls(priors=PriorWeights(smoothness=1e-3, orphan_wm=1e-3, continuity=1e-3),
+                   calibration=CalibrationConfig(bias_field=True, measurement_affine=True),
+                   n_iter=100)
+        return base.replace(**changes)
+
+
+def config_field_names() -> list[str]:
+    """Top-level field names of :class:`PrismConfig` (for CLIs and recipes)."""
+    return [f.name for f in fields(PrismConfig)]

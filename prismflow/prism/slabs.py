@@ -1,0 +1,218 @@
+"""Whole-volume fitting in overlapping slabs, stitched back with fibre matching.
+
+A volume (X, Y, Z, N) is cut along one axis into slabs of ``slab_size`` slices overlapping by
+``overlap`` slices; each slab is fitted on its own (its own calibration), then slabs are
+blended with linear ramps across each overlap. Fibres are unordered and sign-free, so in an
+overlap the fibres of the incoming slab are first permuted and sign-flipped to match the
+fibres already stitched, voxel by voxel, before their directions are averaged.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import math
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..io.errors import InputError
+from ..io.gradients import Acquisition
+from .config import PrismConfig
+from .fixels import sort_fibres
+from .fit import estimate_noise_sigma, fit_patch
+from .result import PrismFit
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Slab:
+    """Slices [start, stop) along ``axis``; ``index`` is the slab's position in the plan."""
+
+    index: int
+    start: int
+    stop: int
+    axis: int = 2
+
+    def slicer(self, ndim: int = 3) -> tuple:
+        s = [slice(None)] * ndim
+        s[self.axis] = slice(self.start, self.stop)
+        return tuple(s)
+
+    def weights(self, first: bool, last: bool, overlap: int) -> np.ndarray:
+        """(stop − start,) blend weights: linear ramps over the overlaps with neighbours."""
+        n = self.stop - self.start
+        pos = np.arange(n, dtype=np.float64)
+        w = np.ones(n)
+        if overlap > 0:
+            if not first:
+                w = np.minimum(w, (pos + 1) / (overlap + 1))
+            if not last:
+                w = np.minimum(w, (n - pos) / (overlap + 1))
+        return w
+
+
+def plan_slabs(n_slices: int, *, slab_size: int = 30, overlap: int = 5, axis: int = 2) -> list[Slab]:
+    """Cover ``n_slices`` with slabs of at most ``slab_size`` slices overlapping by ``overlap``."""
+    if slab_size < 1:
+        raise InputError(f"slab size must be >= 1 slice, got {slab_size}")
+    if not 0 <= overlap < slab_size:
+        raise InputError(f"slab overlap must be in [0, slab size); got {overlap} with size {slab_size}")
+    if slab_size >= n_slices:
+        return [Slab(0, 0, n_slices, axis)]
+    step = slab_size - overlap
+    n = math.ceil((n_slices - slab_size) / step) + 1
+    starts = [min(i * step, n_slices - slab_size) for i in range(n)]
+    return [Slab(i, s, s + slab_size, axis) for i, s in enumerate(starts)]
+
+
+def bytes_per_voxel(n_meas: int, n_fibres: int) -> int:
+    """Peak bytes one voxel costs in a fit (float32): ~10 (K, N) and ~6 (N,) work arrays."""
+    return 4 * n_meas * (10 * n_fibres + 6) + 1024
+
+
+def slab_size_for_memory(mask: np.ndarray, n_meas: int, n_fibres: int, mem_gb: float, *,
+                         axis: int = 2, overlap: int = 5) -> int:
+    """The thickest slab (slices) whose worst-case voxel count fits in ``mem_gb`` GiB."""
+    per_slice = np.asarray(mask, dtype=bool).sum(axis=tuple(d for d in range(3) if d != axis))
+    budget = mem_gb * 2**30 / bytes_per_voxel(n_meas, n_fibres)
+    n = mask.shape[axis]
+    best = overlap + 1
+    for size in range(overlap + 1, n + 1):
+        window = np.convolve(per_slice, np.ones(size), mode="valid").max()
+        if window > budget:
+            break
+        best = size
+    return best
+
+
+def fit_slab(dwi: np.ndarray, acq: Acquisition, mask: np.ndarray, slab: Slab,
+             cfg: PrismConfig, *, noise_sigma: float | None = None,
+             progress: bool = True) -> PrismFit | None:
+    """Fit one slab of a (X, Y, Z, N) volume; None when the slab has no mask voxel."""
+    sub_mask = np.asarray(mask, dtype=bool)[slab.slicer()]
+    if not sub_mask.any():
+        return None
+    # identity of each voxel in the whole volume, so the seeded start matches a whole fit
+    coords = list(np.nonzero(sub_mask))
+    coords[slab.axis] = coords[slab.axis] + slab.start
+    flat_global = np.ravel_multi_index(tuple(coords), mask.shape)
+    data = np.asarray(dwi[slab.slicer(4)])[sub_mask]
+    return fit_patch(data, acq, cfg, grid_mask=sub_mask, global_index=flat_global,
+                     noise_sigma=noise_sigma, desc=f"slab {slab.index} [{slab.start}:{slab.stop})", progress=progress)
+
+
+def _best_permutation(ref: np.ndarray, ref_frac: np.ndarray, new: np.ndarray,
+                      new_frac: np.ndarray) -> np.ndarray:
+    """(V, K) permutation of ``new`` fibres that best matches ``ref``.
+
+    A pairing scores |cos| × (f_ref + f_new), so strong fibres on either side decide the
+    match and near-empty fibres (arbitrary directions) barely count.
+    """
+    k = ref.shape[1]
+    perms = np.array(list(itertools.permutations(range(k))))            # (P, K)
+    cos = np.abs(np.einsum("vkd,vmd->vkm", ref, new))                    # (V, K, K)
+    score = np.stack([(cos[:, np.arange(k), p] * (ref_frac + new_frac[:, p])).sum(1)
+                      for p in perms], 1)                                # (V, P)
+    return perms[np.argmax(score, axis=1)]
+
+
+def stitch_slabs(parts: list[PrismFit | None], slabs: list[Slab], mask: np.ndarray,
+                 overlap: int) -> PrismFit:
+    """Blend slab fits into one :class:`PrismFit` over ``mask`` (see module docstring)."""
+    mask = np.asarray(mask, dtype=bool)
+    nv = int(mask.sum())
+    ids = np.full(mask.shape, -1, dtype=np.int64)
+    ids[mask] = np.arange(nv)
+    first = next((p for p in parts if p is not None), None)
+    if first is None:
+        raise InputError("the mask is empty: no voxel to fit")
+    k, n = first.n_fibres, first.predicted.shape[1]
+    acc = {"w": np.zeros(nv), "s0": np.zeros(nv), "fractions": np.zeros((nv, 3 + k)),
+           "f_in": np.zeros((nv, k)), "predicted": np.zeros((nv, n)), "bias": np.zeros(nv),
+           "residual_rms": np.zeros(nv), "dirs": np.zeros((nv, k, 3))}
+    ref = np.zeros((nv, k, 3))
+    ref_frac = np.zeros((nv, k))
+    seen = np.zeros(nv, dtype=bool)
+    used = [(p, s) for p, s in zip(parts, slabs) if p is not None]
+    for p, s in used:
+        w_axis = s.weights(s.index == slabs[0].index, s.index == slabs[-1].index, overlap)
+        sub_ids = ids[s.slicer()][p.mask]
+        coords = np.nonzero(p.mask)[s.axis]
+        w = w_axis[coords]
+        dirs, ffrac, fin = p.directions, p.fibre_fractions, p.f_in
+        old = seen[sub_ids]
+        if old.any():
+            perm = _best_permutation(ref[sub_ids[old]], ref_frac[sub_ids[old]], dirs[old], ffrac[old])
+            dirs, ffrac, fin = dirs.copy(), ffrac.copy(), fin.copy()
+            dirs[old] = np.take_along_axis(dirs[old], perm[..., None], axis=1)
+            ffrac[old] = np.take_along_axis(ffrac[old], perm, axis=1)
+            fin[old] = np.take_along_axis(fin[old], perm, axis=1)
+            sign = np.sign(np.einsum("vkd,vkd->vk", ref[sub_ids[old]], dirs[old]))
+            dirs[old] *= np.where(sign == 0, 1, sign)[..., None]
+        fresh = sub_ids[~old]
+        ref[fresh] = dirs[~old]
+        ref_frac[fresh] = ffrac[~old]
+        seen[sub_ids] = True
+        acc["w"][sub_ids] += w
+        acc["s0"][sub_ids] += w * p.s0
+        acc["fractions"][sub_ids, :3] += w[:, None] * p.fractions[:, :3]
+        acc["fractions"][sub_ids, 3:] += w[:, None] * ffrac
+        acc["f_in"][sub_ids] += w[:, None] * fin
+        acc["predicted"][sub_ids] += w[:, None] * p.predicted
+        acc["bias"][sub_ids] += w * p.bias
+        acc["residual_rms"][sub_ids] += w * p.residual_rms
+        acc["dirs"][sub_ids] += (w[:, None] * ffrac + 1e-12)[..., None] * dirs
+    wsum = np.maximum(acc["w"], 1e-12)
+    avg = lambda a: a / wsum.reshape((-1,) + (1,) * (a.ndim - 1))  # noqa: E731
+    dirs = acc["dirs"] / np.maximum(np.linalg.norm(acc["dirs"], axis=-1, keepdims=True), 1e-12)
+    fractions = avg(acc["fractions"])
+    dirs, ffrac, fin = sort_fibres(dirs, fractions[:, 3:], avg(acc["f_in"]))
+    fractions[:, 3:] = ffrac
+    info = {"slabs": [{"index": s.index, "start": s.start, "stop": s.stop, **{
+        key: p.info[key] for key in ("iterations", "final_loss", "seconds", "voxels")}}
+        for p, s in used]}
+    info["seconds"] = float(sum(p.info["seconds"] for p, _ in used))
+    info["iterations"] = int(max(p.info["iterations"] for p, _ in used))
+    info["voxel_iterations"] = int(sum(p.info["voxels"] * p.info["iterations"] for p, _ in used))
+    return PrismFit(
+        mask=mask, s0=avg(acc["s0"]), fractions=fractions, directions=dirs, f_in=fin,
+        predicted=avg(acc["predicted"]).astype(np.float32), bias=avg(acc["bias"]),
+        meas_scale=np.concatenate([p.meas_scale for p, _ in used]),
+        meas_offset=np.concatenate([p.meas_offset for p, _ in used]),
+        sigma=np.concatenate([p.sigma for p, _ in used]),
+        residual_rms=avg(acc["residual_rms"]), config=first.config, info=info)
+
+
+def fit_volume(dwi: np.ndarray, acq: Acquisition, mask: np.ndarray | None, cfg: PrismConfig, *,
+               slab_size: int | None = 30, overlap: int = 5, axis: int = 2,
+               mem_gb: float | None = None, progress: bool = True) -> PrismFit:
+    """Fit a (X, Y, Z, N) volume slab by slab and stitch the slabs.
+
+    ``slab_size=None`` with ``mem_gb`` derives the slab thickness from the memory budget.
+    """
+    dwi = np.asarray(dwi)
+    if dwi.ndim != 4:
+        raise InputError(f"dwi must be 4-D (X, Y, Z, N); got shape {dwi.shape}")
+    if dwi.shape[3] != len(acq):
+        raise InputError(f"the image has {dwi.shape[3]} volumes but the gradient table lists {len(acq)}")
+    mask = np.ones(dwi.shape[:3], dtype=bool) if mask is None else np.asarray(mask, dtype=bool)
+    if mask.shape != dwi.shape[:3]:
+        raise InputError(f"mask shape {mask.shape} does not match the image {dwi.shape[:3]}")
+    if slab_size is None:
+        if mem_gb is None:
+            raise ValueError("give slab_size or mem_gb")
+        slab_size = slab_size_for_memory(mask, len(acq), cfg.n_fibres, mem_gb, axis=axis, overlap=overlap)
+    slabs = plan_slabs(dwi.shape[axis], slab_size=slab_size, overlap=overlap, axis=axis)
+    log.info("fitting %d voxels in %d slab(s) of %d slices (overlap %d) on %s",
+             int(mask.sum()), len(slabs), slab_size, overlap, cfg.device)
+    t0 = time.perf_counter()
+    sigma = estimate_noise_sigma(np.asarray(dwi)[mask], acq, cfg.calibration.sigma_init)
+    parts = [fit_slab(dwi, acq, mask, s, cfg, noise_sigma=sigma, progress=progress) for s in slabs]
+    fit = stitch_slabs(parts, slabs, mask, overlap)
+    fit.info["wall_seconds"] = time.perf_counter() - t0
+    fit.info["slab_size"], fit.info["slab_overlap"] = slab_size, overlap
+    log.info("fitted %d voxels in %.1f s", int(mask.sum()), fit.info["wall_seconds"])
+    return fit

@@ -1,0 +1,444 @@
+"""Tetrahedral meshes for the Bloch–Torrey simulator: a structured straight-cylinder mesher,
+geometry (volume, surface area), an element-quality report and meshio I/O.
+
+Units: vertex coordinates in µm, volumes in µm³, areas in µm².
+Axis letters: V vertices, T tetrahedra, F faces.
+
+The cylinder mesher stacks a polygonal cross-section (an ``n_sides``-gon, triangulated as
+concentric rings around a centre point) along z and splits every triangular prism into three
+tetrahedra with the sorted-vertex rule, which makes neighbouring prisms agree on the
+diagonals of their shared quadrilateral faces. The connectivity depends only on the ring
+counts and the number of layers, so a deformed mesh (``Mesh.with_vertices``) reuses it.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..io.errors import InputError
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["Mesh", "cylinder_mesh", "coaxial_cylinder_mesh", "load_mesh", "save_mesh",
+           "tetra_volumes", "boundary_faces", "mesh_quality"]
+
+
+@dataclass(frozen=True, eq=False)
+class Mesh:
+    """A tetrahedral mesh with a fixed connectivity.
+
+    Parameters
+    ----------
+    vertices : Tensor, shape (V, 3), float64 — coordinates in µm (may require grad).
+    tetrahedra : Tensor, shape (T, 4), int64 — vertex indices, positively oriented.
+    compartments : Tensor, shape (T,), int64, optional — compartment label of each tetrahedron
+        (default: all 0, one compartment).
+    interfaces : Tensor, shape (F, 2, 3), int64, optional — permeable interfaces between
+        compartments: face ``f`` is the triangle ``interfaces[f, 0]`` on one side and the
+        coincident triangle ``interfaces[f, 1]`` (same vertex order, duplicated vertices) on
+        the other side. Empty for a single-compartment mesh.
+    """
+
+    vertices: torch.Tensor
+    tetrahedra: torch.Tensor
+    compartments: torch.Tensor | None = None
+    interfaces: torch.Tensor | None = field(default=None)
+
+    def __post_init__(self):
+        v = self.vertices
+        if not torch.is_tensor(v):
+            v = torch.as_tensor(np.asarray(v), dtype=torch.float64)
+        t = torch.as_tensor(self.tetrahedra, dtype=torch.long)
+        if v.ndim != 2 or v.shape[1] != 3:
+            raise InputError(f"mesh vertices must have shape (V, 3); got {tuple(v.shape)}")
+        if t.ndim != 2 or t.shape[1] != 4:
+            raise InputError(f"mesh tetrahedra must have shape (T, 4); got {tuple(t.shape)}")
+        if t.numel() and (int(t.min()) < 0 or int(t.max()) >= v.shape[0]):
+            raise InputError(f"tetrahedra index vertices outside 0..{v.shape[0] - 1}")
+        comp = self.compartments
+        comp = (torch.zeros(t.shape[0], dtype=torch.long) if comp is None
+                else torch.as_tensor(comp, dtype=torch.long).reshape(-1))
+        if comp.shape[0] != t.shape[0]:
+            raise InputError(f"{comp.shape[0]} compartment labels for {t.shape[0]} tetrahedra")
+        itf = self.interfaces
+        itf = (torch.zeros((0, 2, 3), dtype=torch.long) if itf is None
+               else torch.as_tensor(itf, dtype=torch.long).reshape(-1, 2, 3))
+        object.__setattr__(self, "vertices", v)
+        object.__setattr__(self, "tetrahedra", t)
+        object.__setattr__(self, "compartments", comp)
+        object.__setattr__(self, "interfaces", itf)
+
+    @property
+    def n_vertices(self) -> int:
+        return int(self.vertices.shape[0])
+
+    @property
+    def n_tetrahedra(self) -> int:
+        return int(self.tetrahedra.shape[0])
+
+    @property
+    def n_compartments(self) -> int:
+        return int(self.compartments.max()) + 1 if self.compartments.numel() else 0
+
+    def with_vertices(self, vertices: torch.Tensor) -> "Mesh":
+        """The same connectivity with new vertex positions (µm, shape (V, 3); grads flow)."""
+        if tuple(vertices.shape) != tuple(self.vertices.shape):
+            raise InputError(f"new vertices have shape {tuple(vertices.shape)}; the mesh has "
+                             f"{tuple(self.vertices.shape)}")
+        return Mesh(vertices, self.tetrahedra, self.compartments, self.interfaces)
+
+    def volume(self) -> torch.Tensor:
+        """Total volume in µm³ (differentiable)."""
+        return tetra_volumes(self.vertices, self.tetrahedra).sum()
+
+    def surface_area(self) -> torch.Tensor:
+        """Area of the outer boundary in µm² (differentiable; interfaces not counted)."""
+        faces = boundary_faces(self.tetrahedra, self.interfaces)
+        p = self.vertices[faces]
+        return 0.5 * torch.linalg.cross(p[:, 1] - p[:, 0], p[:, 2] - p[:, 0]).norm(dim=-1).sum()
+
+    def quality(self) -> dict:
+        """Element-quality report, see :func:`mesh_quality`."""
+        return mesh_quality(self)
+
+    def save(self, path: str | Path) -> None:
+        """Write with meshio (format from the suffix, e.g. ``.vtu``, ``.msh``, ``.xdmf``)."""
+        save_mesh(self, path)
+
+
+def tetra_volumes(vertices: torch.Tensor, tetrahedra: torch.Tensor) -> torch.Tensor:
+    """Signed volumes of the tetrahedra, µm³ (positive for positive orientation).
+
+    Returns
+    -------
+    Tensor, shape (T,).
+    """
+    p = vertices[tetrahedra]
+    d = p[:, 1:] - p[:, :1]
+    return torch.linalg.det(d) / 6.0
+
+
+def boundary_faces(tetrahedra: torch.Tensor, interfaces: torch.Tensor | None = None) -> torch.Tensor:
+    """Triangles on the outer boundary (faces owned by exactly one tetrahedron), outward-oriented.
+
+    Interface triangles (duplicated vertices on both sides) are removed.
+
+    Returns
+    -------
+    Tensor, shape (F, 3), int64.
+    """
+    t = tetrahedra.detach().cpu().numpy()
+    # faces opposite to vertex 0..3, ordered so that the normal points outward for a
+    # positively oriented tetrahedron
+    local = np.array([[1, 3, 2], [0, 2, 3], [0, 3, 1], [0, 1, 2]])
+    faces = t[:, local].reshape(-1, 3)
+    key = np.sort(faces, axis=1)
+    _, inv, counts = np.unique(key, axis=0, return_inverse=True, return_counts=True)
+    keep = counts[inv.reshape(-1)] == 1
+    out = faces[keep]
+    if interfaces is not None and interfaces.numel():
+        itf = np.sort(interfaces.detach().cpu().numpy().reshape(-1, 3), axis=1)
+        itf_set = {tuple(r) for r in itf}
+        mask = np.array([tuple(r) not in itf_set for r in np.sort(out, axis=1)], dtype=bool)
+        out = out[mask]
+    return torch.as_tensor(out, dtype=torch.long)
+
+
+def mesh_quality(mesh: Mesh) -> dict:
+    """Element-quality report.
+
+    Quality is the normalised radius ratio q = 3 r_in / r_circ (1 for a regular tetrahedron,
+    → 0 for a degenerate one).
+
+    Returns
+    -------
+    dict with ``n_vertices``, ``n_tetrahedra``, ``volume_um3``, ``surface_um2``,
+    ``min_quality``, ``mean_quality``, ``min_volume_um3``, ``n_inverted``, ``edge_min_um``,
+    ``edge_max_um``.
+    """
+    v = mesh.vertices.detach().to(torch.float64)
+    t = mesh.tetrahedra
+    p = v[t]
+    vol = tetra_volumes(v, t)
+    # inradius = 3V / total face area
+    idx = [(1, 2, 3), (0, 2, 3), (0, 1, 3), (0, 1, 2)]
+    areas = torch.stack([0.5 * torch.linalg.cross(p[:, b] - p[:, a], p[:, c] - p[:, a]).norm(dim=-1)
+                         for a, b, c in idx], dim=1)
+    r_in = 3.0 * vol.abs() / areas.sum(dim=1)
+    # circumradius: |a|²(b×c) + |b|²(c×a) + |c|²(a×b) / (12 V) with edges from vertex 0
+    a, b, c = (p[:, i] - p[:, 0] for i in (1, 2, 3))
+    num = ((a * a).sum(-1, keepdim=True) * torch.linalg.cross(b, c)
+           + (b * b).sum(-1, keepdim=True) * torch.linalg.cross(c, a)
+           + (c * c).sum(-1, keepdim=True) * torch.linalg.cross(a, b))
+    r_circ = num.norm(dim=-1) / (12.0 * vol.abs().clamp_min(1e-300))
+    q = 3.0 * r_in / r_circ
+    edges = torch.stack([(p[:, i] - p[:, j]).norm(dim=-1)
+                         for i in range(4) for j in range(i + 1, 4)], dim=1)
+    return {
+        "n_vertices": mesh.n_vertices,
+        "n_tetrahedra": mesh.n_tetrahedra,
+        "volume_um3": float(vol.sum()),
+        "surface_um2": float(Mesh(v, t, mesh.compartments, mesh.interfaces).surface_area()),
+        "min_quality": float(q.min()),
+        "mean_quality": float(q.mean()),
+        "min_volume_um3": float(vol.min()),
+        "n_inverted": int((vol <= 0).sum()),
+        "edge_min_um": float(edges.min()),
+        "edge_max_um": float(edges.max()),
+    }
+
+
+# --------------------------------------------------------------------------- the mesher
+
+def _ring_counts(n_sides: int, n_rings: int) -> list[int]:
+    """Points per ring, innermost first.
+
+    The outer ring holds the polygon's corners plus ``s`` − 1 equally spaced points per side,
+    with ``s`` chosen so that the spacing along the boundary is close to the ring spacing;
+    inner ring k holds about k/n_rings of the outer count (at least 5).
+    """
+    side = 2.0 * math.sin(math.pi / n_sides)  # side length / circumradius
+    per_side = max(1, int(round(side * n_rings)))
+    n_outer = n_sides * per_side
+    counts = [max(5, int(round(n_outer * k / n_rings))) for k in range(1, n_rings)]
+    return counts + [n_outer]
+
+
+def _section(radius: float, n_sides: int, n_rings: int):
+    """Points (P, 2) and triangles (F, 3) of the polygonal cross-section (counter-clockwise)."""
+    counts = _ring_counts(n_sides, n_rings)
+    pts = [np.zeros((1, 2))]
+    rings = []
+    start = 1
+    for k, m in enumerate(counts, start=1):
+        r = radius * k / n_rings
+        ang = 2.0 * np.pi * np.arange(m) / m
+        if k == n_rings:
+            ring = _points_on_polygon(r, n_sides, m)
+        else:
+            ring = np.stack([r * np.cos(ang), r * np.sin(ang)], axis=1)
+        pts.append(ring)
+        rings.append((start, m, np.arctan2(ring[:, 1], ring[:, 0]) % (2 * np.pi)))
+        start += m
+    pts = np.concatenate(pts)
+    tris = []
+    s0, m0, _ = rings[0]
+    for i in range(m0):
+        tris.append((0, s0 + i, s0 + (i + 1) % m0))
+    for (si, mi, ai), (so, mo, ao) in zip(rings[:-1], rings[1:]):
+        tris.extend(_stitch(si, mi, ai, so, mo, ao))
+    return pts, np.asarray(tris, dtype=np.int64)
+
+
+def _points_on_polygon(r: float, n_sides: int, m: int) -> np.ndarray:
+    corners = r * np.stack([np.cos(2 * np.pi * np.arange(n_sides + 1) / n_sides),
+                            np.sin(2 * np.pi * np.arange(n_sides + 1) / n_sides)], axis=1)
+    seg = np.linalg.norm(np.diff(corners, axis=0), axis=1)
+    cum = np.concatenate([[0.0], np.cumsum(seg)])
+    s = cum[-1] * np.arange(m) / m
+    k = np.clip(np.searchsorted(cum, s, side="right") - 1, 0, n_sides - 1)
+    w = ((s - cum[k]) / seg[k])[:, None]
+    return (1 - w) * corners[k] + w * corners[k + 1]
+
+
+def _stitch(si, mi, ai, so, mo, ao):
+    """Triangles between two closed rings, advancing by angle (counter-clockwise)."""
+    tris = []
+    i = j = 0
+    ai_ext = np.concatenate([ai, [ai[0] + 2 * np.pi]])
+    ao_ext = np.concatenate([ao, [ao[0] + 2 * np.pi]])
+    while i < mi or j < mo:
+        a_in = si + i % mi
+        a_out = so + j % mo
+        if j < mo and (i >= mi or ao_ext[j + 1] <= ai_ext[i + 1]):
+            tris.append((a_in, a_out, so + (j + 1) % mo))
+            j += 1
+        else:
+            tris.append((a_in, a_out, si + (i + 1) % mi))
+            i += 1
+    return tris
+
+
+def _choose_resolution(radius: float, length: float, n_vertices: int, n_sides: int):
+    """(n_rings, n_layers) whose vertex count is nearest ``n_vertices`` with sane aspect."""
+    best = None
+    for n_rings in range(1, 200):
+        per = 1 + sum(_ring_counts(n_sides, n_rings))
+        if per > 4 * n_vertices:
+            break
+        n_layers = max(2, int(round(n_vertices / per)))
+        for nl in {n_layers - 1, n_layers, n_layers + 1}:
+            if nl < 2:
+                continue
+            v = per * nl
+            dz = length / (nl - 1)
+            dr = radius / n_rings
+            cost = 3.0 * abs(math.log(v / n_vertices)) + 0.15 * abs(math.log(dz / dr))
+            if best is None or cost < best[0]:
+                best = (cost, n_rings, nl)
+    return best[1], best[2]
+
+
+def cylinder_mesh(radius_um: float, length_um: float, n_vertices: int = 315, *,
+                  n_sides: int = 12, n_rings: int | None = None,
+                  n_layers: int | None = None) -> Mesh:
+    """A straight cylinder (an ``n_sides``-gonal prism) along z, centred at the origin.
+
+    Parameters
+    ----------
+    radius_um : float — circumradius of the polygonal section, µm.
+    length_um : float — height along z, µm (z in [−L/2, L/2]).
+    n_vertices : int — approximate vertex count (default 315, like the ReMiDi axon: 12-sided,
+        radius 3 µm, height 9 µm); picks ``n_rings`` and ``n_layers`` when they are not given.
+    n_sides : int — sides of the polygonal section (default 12). Its area is
+        (n/2)·R²·sin(2π/n): 4.5 % below the circle's for n = 12, see :func:`equal_area_radius`.
+    n_rings : int, optional — concentric rings of points in the section (outer ring = corners).
+    n_layers : int, optional — vertex layers along z (≥ 2).
+
+    Returns
+    -------
+    Mesh — float64 vertices (V, 3) in µm, positively oriented tetrahedra (T, 4).
+    """
+    if radius_um <= 0 or length_um <= 0:
+        raise InputError(f"cylinder radius and length must be > 0 µm; got {radius_um}, {length_um}")
+    if n_sides < 3:
+        raise InputError(f"n_sides must be >= 3; got {n_sides}")
+    if n_rings is None or n_layers is None:
+        r_auto, l_auto = _choose_resolution(radius_um, length_um, int(n_vertices), n_sides)
+        n_rings = n_rings or r_auto
+        n_layers = n_layers or l_auto
+    if n_layers < 2 or n_rings < 1:
+        raise InputError(f"need n_layers >= 2 and n_rings >= 1; got {n_layers}, {n_rings}")
+    pts, tris = _section(float(radius_um), n_sides, n_rings)
+    z = np.linspace(-length_um / 2.0, length_um / 2.0, n_layers)
+    P = pts.shape[0]
+    verts = np.concatenate([np.column_stack([pts, np.full(P, zz)]) for zz in z])
+    tets = _extrude(tris, P, n_layers)
+    tets = _orient(verts, tets)
+    return Mesh(torch.as_tensor(verts, dtype=torch.float64), torch.as_tensor(tets))
+
+
+def _extrude(tris: np.ndarray, P: int, n_layers: int) -> np.ndarray:
+    """Split each prism (triangle × layer) into 3 tetrahedra by the sorted-vertex rule."""
+    s = np.sort(tris, axis=1)
+    v0, v1, v2 = s[:, 0], s[:, 1], s[:, 2]
+    out = []
+    for layer in range(n_layers - 1):
+        b, t = layer * P, (layer + 1) * P
+        out.append(np.stack([v0 + b, v1 + b, v2 + b, v2 + t], axis=1))
+        out.append(np.stack([v0 + b, v1 + b, v1 + t, v2 + t], axis=1))
+        out.append(np.stack([v0 + b, v0 + t, v1 + t, v2 + t], axis=1))
+    return np.concatenate(out)
+
+
+def _orient(verts: np.ndarray, tets: np.ndarray) -> np.ndarray:
+    p = verts[tets]
+    d = p[:, 1:] - p[:, :1]
+    neg = np.linalg.det(d) < 0
+    tets = tets.copy()
+    tets[neg, 0], tets[neg, 1] = tets[neg, 1].copy(), tets[neg, 0].copy()
+    return tets
+
+
+def equal_area_radius(radius_um: float, n_sides: int) -> float:
+    """Radius of the circle with the same area as the n-gon of circumradius ``radius_um``."""
+    return radius_um * math.sqrt(n_sides * math.sin(2 * math.pi / n_sides) / (2 * math.pi))
+
+
+def coaxial_cylinder_mesh(inner_radius_um: float, outer_radius_um: float, length_um: float, *,
+                          n_sides: int = 12, n_rings_inner: int = 2, n_rings_outer: int = 1,
+                          n_layers: int = 8) -> Mesh:
+    """Two compartments: an inner cylinder (label 0) inside a coaxial shell (label 1).
+
+    The interface vertices are duplicated (one copy per side) and listed in
+    ``Mesh.interfaces``, so that a permeability κ couples the two through the flux matrix Q.
+    Intended for testing multi-compartment assembly; the outer shell's section rings are
+    similar polygons of the inner one.
+    """
+    if not 0 < inner_radius_um < outer_radius_um:
+        raise InputError("need 0 < inner_radius_um < outer_radius_um")
+    pts_in, tris_in = _section(float(inner_radius_um), n_sides, n_rings_inner)
+    m_out = _ring_counts(n_sides, n_rings_inner)[-1]
+    # shell section: the inner boundary ring duplicated, then outer rings
+    n_in = pts_in.shape[0]
+    boundary = pts_in[n_in - m_out:]
+    shell_pts = [boundary]
+    rings = [(n_in, m_out, np.arctan2(boundary[:, 1], boundary[:, 0]) % (2 * np.pi))]
+    start = n_in + m_out
+    for k in range(1, n_rings_outer + 1):
+        r = inner_radius_um + (outer_radius_um - inner_radius_um) * k / n_rings_outer
+        ang = 2 * np.pi * np.arange(m_out) / m_out
+        ring = np.stack([r * np.cos(ang), r * np.sin(ang)], axis=1)
+        shell_pts.append(ring)
+        rings.append((start, m_out, ang % (2 * np.pi)))
+        start += m_out
+    tris_out = []
+    for (si, mi, ai), (so, mo, ao) in zip(rings[:-1], rings[1:]):
+        tris_out.extend(_stitch(si, mi, ai, so, mo, ao))
+    pts = np.concatenate([pts_in] + shell_pts)
+    P = pts.shape[0]
+    z = np.linspace(-length_um / 2.0, length_um / 2.0, n_layers)
+    verts = np.concatenate([np.column_stack([pts, np.full(P, zz)]) for zz in z])
+    t_in = _orient(verts, _extrude(tris_in, P, n_layers))
+    t_out = _orient(verts, _extrude(np.asarray(tris_out), P, n_layers))
+    tets = np.concatenate([t_in, t_out])
+    comp = np.concatenate([np.zeros(len(t_in), np.int64), np.ones(len(t_out), np.int64)])
+    # interface triangles: the lateral quads of the inner boundary ring, split consistently
+    itf = []
+    b_in = np.arange(n_in - m_out, n_in)
+    b_out = np.arange(n_in, n_in + m_out)
+    for layer in range(n_layers - 1):
+        for i in range(m_out):
+            j = (i + 1) % m_out
+            a0, a1 = b_in[i] + layer * P, b_in[j] + layer * P
+            a2, a3 = a0 + P, a1 + P
+            c0, c1 = b_out[i] + layer * P, b_out[j] + layer * P
+            c2, c3 = c0 + P, c1 + P
+            itf.append([[a0, a1, a3], [c0, c1, c3]])
+            itf.append([[a0, a3, a2], [c0, c3, c2]])
+    return Mesh(torch.as_tensor(verts, dtype=torch.float64), torch.as_tensor(tets),
+                torch.as_tensor(comp), torch.as_tensor(np.asarray(itf)))
+
+
+# --------------------------------------------------------------------------- I/O
+
+def save_mesh(mesh: Mesh, path: str | Path) -> None:
+    """Write a mesh with meshio; compartments go to the cell data ``compartment``."""
+    import meshio
+
+    m = meshio.Mesh(mesh.vertices.detach().cpu().numpy(),
+                    [("tetra", mesh.tetrahedra.cpu().numpy())],
+                    cell_data={"compartment": [mesh.compartments.cpu().numpy()]})
+    meshio.write(str(path), m)
+
+
+def load_mesh(path: str | Path) -> Mesh:
+    """Read the tetrahedra of a mesh file with meshio (µm assumed); orientation is fixed."""
+    import meshio
+
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"mesh file {path} does not exist")
+    try:
+        m = meshio.read(str(path))
+    except Exception as err:  # meshio raises several types for unreadable files
+        raise InputError(f"{path}: meshio could not read it ({err})") from err
+    tets, comp = [], []
+    for i, block in enumerate(m.cells):
+        if block.type == "tetra":
+            tets.append(block.data)
+            cd = m.cell_data.get("compartment")
+            comp.append(cd[i] if cd is not None else np.zeros(len(block.data), np.int64))
+    if not tets:
+        raise InputError(f"{path} holds no tetrahedra (cell types: "
+                         f"{[b.type for b in m.cells]})")
+    verts = np.asarray(m.points, dtype=np.float64)
+    tets = _orient(verts, np.concatenate(tets).astype(np.int64))
+    return Mesh(torch.as_tensor(verts), torch.as_tensor(tets),
+                torch.as_tensor(np.concatenate(comp).astype(np.int64)))
