@@ -108,13 +108,15 @@ def _best_permutation(ref: np.ndarray, ref_frac: np.ndarray, new: np.ndarray,
                       new_frac: np.ndarray) -> np.ndarray:
     """(V, K) permutation of ``new`` fibres that best matches ``ref``.
 
-    A pairing scores |cos| × (f_ref + f_new), so strong fibres on either side decide the
-    match and near-empty fibres (arbitrary directions) barely count.
+    A pairing scores |cos| × (f_ref f_new + 10⁻³ (f_ref + f_new)): pairing a strong fibre with
+    an empty one (whose direction is arbitrary, possibly parallel) scores almost nothing, so
+    strong fibres are matched to strong fibres.
     """
     k = ref.shape[1]
     perms = np.array(list(itertools.permutations(range(k))))            # (P, K)
     cos = np.abs(np.einsum("vkd,vmd->vkm", ref, new))                    # (V, K, K)
-    score = np.stack([(cos[:, np.arange(k), p] * (ref_frac + new_frac[:, p])).sum(1)
+    score = np.stack([(cos[:, np.arange(k), p] * (ref_frac * new_frac[:, p]
+                                                    + 1e-3 * (ref_frac + new_frac[:, p]))).sum(1)
                       for p in perms], 1)                                # (V, P)
     return perms[np.argmax(score, axis=1)]
 

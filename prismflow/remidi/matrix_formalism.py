@@ -190,8 +190,9 @@ class _Chebyshev(torch.autograd.Function):
     """y = Σ_j a_j T_j(X) v with X = (2/hi)·K − I and K v = (Λ + E) v + i s ⊙ (W_u v).
 
     Complex blocks are stored as real tensors of shape (n_dir, k, 2, C) (real and imaginary
-    parts). The backward runs the adjoint (transposed) three-term recurrence and forms W̄ in
-    one batched matrix product over all terms.
+    parts). T_0 = v, T_1 = X v, T_{j+1} = 2 X T_j − T_{j−1}. The backward runs the adjoint
+    (transposed) recurrence B_j = a_j ȳ + w_j Xᵀ B_{j+1} − B_{j+2} and accumulates
+    Λ̄, Ē, W̄ from the pairs (B_{j+1}, T_j): two k×k matrix products per term and direction.
 
     Inputs: v (n_dir, k, 2, C); lam (k,); pvals (P,); Wu (n_dir, k, k); pairs (P, 2) long;
     s (C,); coeffs (m+1, C); scale = 2/hi.
@@ -202,72 +203,73 @@ class _Chebyshev(torch.autograd.Function):
         nd, k, _, C = v.shape
         m = coeffs.shape[0] - 1
         dt = v.dtype
-        lam_, pv, W_ = lam.to(dt), pvals.to(dt), Wu.to(dt)
-        s2 = torch.stack([-s, s]).to(dt)  # (2, C): i·s maps (re, im) → (−s·im, s·re)
+        lam_, pv, W_ = lam.detach().to(dt), pvals.detach().to(dt), Wu.detach().to(dt)
+        s_ = s.to(dt)
         a = coeffs.to(dt)
-        pi, pj = pairs[:, 0], pairs[:, 1]
-        has_pairs = pairs.numel() > 0
-        T = torch.empty((nd, k, m + 1, 2, C), dtype=dt)
-        T[:, :, 0] = v
-
-        def X(t):  # (scale·K − I) t
-            wt = torch.matmul(W_, t.reshape(nd, k, 2 * C)).reshape(nd, k, 2, C)
-            out = t * (scale * lam_ - 1.0)[None, :, None, None]
-            out += wt.flip(2) * (scale * s2)
-            if has_pairs:
-                out.index_add_(1, pi, t[:, pj] * (scale * pv)[None, :, None, None])
-            return out
-
-        if m >= 1:
-            T[:, :, 1] = X(v)
-        for j in range(1, m):
-            T[:, :, j + 1] = 2.0 * X(T[:, :, j]) - T[:, :, j - 1]
-        y = torch.einsum("nkjrc,jc->nkrc", T, a)
-        ctx.save_for_backward(T, lam_, pv, W_, pairs, s2, a)
+        T = torch.empty((m + 1, nd, k, 2, C), dtype=dt)
+        T[0] = v
+        y = v * a[0]
+        for j in range(m):
+            w = 1.0 if j == 0 else 2.0
+            _apply_X(T[j + 1], T[j], None if j == 0 else T[j - 1], w, scale, lam_, pv, W_,
+                     pairs, s_, transpose=False)
+            y.addcmul_(T[j + 1], a[j + 1])
+        ctx.save_for_backward(T, lam_, pv, W_, pairs, s_, a)
         ctx.scale = scale
         return y
 
     @staticmethod
     def backward(ctx, ybar):
-        T, lam_, pv, W_, pairs, s2, a = ctx.saved_tensors
+        T, lam_, pv, W_, pairs, s_, a = ctx.saved_tensors
         scale = ctx.scale
-        nd, k, m1, _, C = T.shape
+        m1, nd, k, _, C = T.shape
         m = m1 - 1
-        ybar = ybar.to(T.dtype)
-        pi, pj = pairs[:, 0], pairs[:, 1]
+        ybar = ybar.to(T.dtype).contiguous()
+        lam_bar = torch.zeros_like(lam_)
+        pv_bar = torch.zeros_like(pv)
+        W_bar = torch.zeros_like(W_)
         has_pairs = pairs.numel() > 0
-
-        def Xt(b):  # transpose of X: the same with s → −s
-            wb = torch.matmul(W_, b.reshape(nd, k, 2 * C)).reshape(nd, k, 2, C)
-            out = b * (scale * lam_ - 1.0)[None, :, None, None]
-            out -= wb.flip(2) * (scale * s2)
+        pi, pj = (pairs[:, 0], pairs[:, 1]) if has_pairs else (None, None)
+        b_next2 = None  # B_{j+2}
+        b_next = ybar * a[m]  # B_m
+        zs = torch.empty((nd, k, 2, C), dtype=T.dtype)
+        for j in range(m - 1, -1, -1):
+            w = 1.0 if j == 0 else 2.0
+            tj = T[j]
+            # parameter gradients from T_{j+1} = w X T_j − T_{j−1}
+            f = w * scale
+            lam_bar.add_((b_next * tj).sum(dim=(0, 2, 3)), alpha=f)
             if has_pairs:
-                out.index_add_(1, pj, b[:, pi] * (scale * pv)[None, :, None, None])
-            return out
+                pv_bar.add_((b_next[:, pi] * tj[:, pj]).sum(dim=(0, 2, 3)), alpha=f)
+            torch.mul(tj[:, :, 1], -s_, out=zs[:, :, 0])
+            torch.mul(tj[:, :, 0], s_, out=zs[:, :, 1])
+            W_bar.baddbmm_(b_next.reshape(nd, k, 2 * C), zs.reshape(nd, k, 2 * C).transpose(1, 2),
+                           alpha=f)
+            # B_j = a_j ȳ + w Xᵀ B_{j+1} − B_{j+2}
+            bj = torch.empty_like(b_next)
+            _apply_X(bj, b_next, b_next2, w, scale, lam_, pv, W_, pairs, s_, transpose=True)
+            bj.addcmul_(ybar, a[j])
+            b_next2, b_next = b_next, bj
+        return b_next, lam_bar, pv_bar if has_pairs else None, W_bar, None, None, None, None
 
-        # B[j] = dL/dT_j; weights of X in T_{j+1}: 1 for j = 0, 2 otherwise
-        B = torch.empty_like(T)
-        B[:, :, m] = a[m] * ybar
-        if m >= 1:
-            B[:, :, m - 1] = a[m - 1] * ybar + (2.0 if m - 1 >= 1 else 1.0) * Xt(B[:, :, m])
-        for j in range(m - 2, -1, -1):
-            w = 2.0 if j >= 1 else 1.0
-            B[:, :, j] = a[j] * ybar + w * Xt(B[:, :, j + 1]) - B[:, :, j + 2]
-        vbar = B[:, :, 0].clone()
-        if m == 0:
-            return vbar, None, None, None, None, None, None, None
-        w = torch.full((m,), 2.0, dtype=T.dtype)
-        w[0] = 1.0
-        Tw = T[:, :, :m] * (scale * w)[None, None, :, None, None]  # (nd, k, m, 2, C)
-        Bn = B[:, :, 1:]  # pairs with T_j: dL/dX contributions B_{j+1} T_jᵀ
-        lam_bar = (Bn * Tw).sum(dim=(0, 2, 3, 4))
-        pv_bar = None
-        if has_pairs:
-            pv_bar = (Bn[:, pi] * Tw[:, pj]).sum(dim=(0, 2, 3, 4))
-        # W part: out += flip(W t)·s2 → dL/dW = Σ (flip(B)·s2) tᵀ
-        Bs = Bn.flip(3) * s2
-        W_bar = torch.matmul(Bs.reshape(nd, k, -1), Tw.reshape(nd, k, -1).transpose(1, 2))
-        return vbar, lam_bar, pv_bar, W_bar, None, None, None, None
+
+def _apply_X(out, t, t_prev, w, scale, lam, pv, W, pairs, s, *, transpose: bool):
+    """out = w·(scale·K − I) t − t_prev (or with Kᵀ: s → −s, pairs transposed), in place."""
+    nd, k, _, C = t.shape
+    wt = torch.matmul(W, t.reshape(nd, k, 2 * C)).reshape(nd, k, 2, C)
+    torch.mul(t, (w * (scale * lam - 1.0))[None, :, None, None], out=out)
+    if t_prev is not None:
+        out.sub_(t_prev)
+    ws = (w * scale) * s
+    if transpose:
+        out[:, :, 0].addcmul_(wt[:, :, 1], ws)
+        out[:, :, 1].addcmul_(wt[:, :, 0], ws, value=-1.0)
+    else:
+        out[:, :, 0].addcmul_(wt[:, :, 1], ws, value=-1.0)
+        out[:, :, 1].addcmul_(wt[:, :, 0], ws)
+    if pairs.numel():
+        src, dst = (pairs[:, 0], pairs[:, 1]) if transpose else (pairs[:, 1], pairs[:, 0])
+        out.index_add_(1, dst, t[:, src] * ((w * scale) * pv)[None, :, None, None])
 
 
 def _gap(ops: "ProjectedOperators", v: torch.Tensor, tau: torch.Tensor) -> torch.Tensor:
