@@ -473,7 +473,7 @@ def simulate_signal(mesh, sequences, bvalues, directions, diffusivity: float = 2
                     n_eig: int | None = None, length_scale_um: float | None = None, *,
                     t2_ms=None, permeability_um_per_ms: float = 0.0, normalize: bool = True,
                     return_complex: bool = False, method: str = "auto", tol: float = 1e-9,
-                    gap_rel: float = 1e-6) -> torch.Tensor:
+                    gap_rel: float = 1e-6, precision: str = "double") -> torch.Tensor:
     """Diffusion MRI signal of a tetrahedral mesh by the matrix formalism (differentiable).
 
     Parameters
@@ -496,6 +496,9 @@ def simulate_signal(mesh, sequences, bvalues, directions, diffusivity: float = 2
     method : "auto" | "dense" | "sparse" — eigen solver (dense up to 2,500 vertices).
     tol : float — bound on the propagation error per segment, relative to S(b=0).
     gap_rel : float — eigenvalues closer than gap_rel·λ_max are one cluster.
+    precision : "double" (default) or "single" — arithmetic of the propagation in the small
+        eigenbasis (the eigenproblem is always float64); "single" is ≈ 3× faster, with
+        ≈ 1e-6 relative error in signal and gradients.
 
     Returns
     -------
@@ -507,5 +510,10 @@ def simulate_signal(mesh, sequences, bvalues, directions, diffusivity: float = 2
     ops = project_operators(mesh, diffusivity, n_eig, length_scale_um, t2_ms=t2_ms,
                             permeability_um_per_ms=permeability_um_per_ms, method=method,
                             gap_rel=gap_rel)
+    if precision not in ("double", "single"):
+        raise InputError(f"precision must be 'double' or 'single'; got {precision!r}")
+    dtype = torch.float64 if precision == "double" else torch.float32
     return signal_from_operators(ops, seqs, b, u, normalize=normalize,
-                                 return_complex=return_complex, tol=tol)
+                                 return_complex=return_complex,
+                                 tol=max(tol, 1e-6) if dtype == torch.float32 else tol,
+                                 dtype=dtype)
