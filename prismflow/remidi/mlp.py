@@ -134,7 +134,7 @@ def train_mlp(
             loss.backward()
             opt.step()
             sched.step()
-            total += float(loss) * len(idx)
+            total += float(loss.detach()) * len(idx)
         hist["train_rmse_um"].append(math.sqrt(total / n))
     hist["seconds"] = time.perf_counter() - t0
     model.eval()

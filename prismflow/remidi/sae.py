@@ -262,7 +262,7 @@ def train_sae(
             loss.backward()
             opt.step()
             sched.step()
-            total += float(loss) * batch.shape[0]
+            total += float(loss.detach()) * batch.shape[0]
         # coefficient MSE summed over k·3 equals the vertex squared error; RMSE per vertex coord:
         train_rmse = math.sqrt(total / n * coefs.shape[1] / n_vert)
         history["train_rmse_um"].append(train_rmse)

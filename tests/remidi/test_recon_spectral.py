@@ -53,14 +53,17 @@ def test_recon_spectral_misindexed_edges_are_caught(mesh):
     v = mesh.vertices.detach().to(torch.float64)
     n = v.shape[0]
     tets = torch.as_tensor(mesh.tetrahedra)
-    # a classic bug: vertex indices shifted by one (1-based read as 0-based), wrapped to stay in range
-    wrong = (tets + 1) % n
-    bad = SpectralBasis(wrong, n, k=300)
+    # classic bug: points re-ordered (e.g. by a file writer) but the tetrahedra left as they were
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(0))
+    bad = SpectralBasis(perm[tets], n, k=300)
     torch.testing.assert_close(bad.phi.T @ bad.phi, torch.eye(300, dtype=torch.float64),
                                rtol=0, atol=1e-10)  # looks orthonormal...
     corr, _ = _smoothness_report(bad, v)
     assert corr < 0.5  # ...but its 'smooth' vectors do not follow the geometry
     assert not bad.is_eigenbasis_of(tets, n)
+    # off-by-one indices (1-based read as 0-based, wrapped): caught by the eigenbasis check
+    shifted = SpectralBasis((tets + 1) % n, n, k=300)
+    assert not shifted.is_eigenbasis_of(tets, n)
 
 
 def test_recon_laplacian_is_d_minus_a(mesh):
