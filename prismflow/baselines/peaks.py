@@ -8,7 +8,7 @@ to evaluate that function at arbitrary unit vectors. The rule:
 1. local maxima on the sampling sphere (dipy ``peak_directions``: maxima via the sphere's
    edges, antipodal pairs merged);
 2. each maximum refined off the grid by a shrinking pattern search in its tangent plane
-   (25-point stencil, step halved 6 times from ``refine_step_deg``; ascent only, so a refined
+   (8-neighbour stencil, step halved 6 times from ``refine_step_deg``; ascent only, so a refined
    peak never has a lower value than its grid vertex);
 3. peaks within ``min_separation_deg`` of a stronger peak dropped, then those below
    ``relative_threshold`` × the voxel's largest value dropped; at most ``n_peaks`` kept,
@@ -75,10 +75,29 @@ def peak_sphere(level: int = 5):
 
     Level 4 is the "8-fold" tessellation (642 vertices), level 5 has 2,562 vertices.
     """
-    from dipy.core.sphere import Sphere, unit_icosahedron
+    from dipy.core.sphere import unit_icosahedron
 
-    sph = unit_icosahedron.subdivide(n=level - 1)
-    return Sphere(xyz=np.ascontiguousarray(sph.vertices, dtype=np.float64))
+    return unit_icosahedron.subdivide(n=level - 1)  # keeps faces/edges: no convex hull
+
+
+def _neighbour_table(sphere) -> np.ndarray:
+    """(M, D) edge neighbours of every vertex, padded with the vertex itself."""
+    edges = np.asarray(sphere.edges)
+    M = len(sphere.vertices)
+    lists = [[] for _ in range(M)]
+    for i, j in edges:
+        lists[i].append(j)
+        lists[j].append(i)
+    D = max(len(x) for x in lists)
+    return np.array([x + [k] * (D - len(x)) for k, x in enumerate(lists)], dtype=np.int64)
+
+
+def _upper_half(v: np.ndarray, tol: float = 1e-9) -> np.ndarray:
+    """(M,) bool: z > 0, or on the equator y > 0, or x > 0 at y = 0 — one of each antipodal
+    pair of a symmetric sphere. Only valid for orientation functions that are antipodally
+    symmetric (all here: SH of even order, GQI)."""
+    z, y, x = v[:, 2], v[:, 1], v[:, 0]
+    return (z > tol) | ((np.abs(z) <= tol) & ((y > tol) | ((np.abs(y) <= tol) & (x > 0))))
 
 
 def _tangent_frames(dirs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -107,8 +126,9 @@ def refine_directions(evaluate: Evaluator, voxel: np.ndarray, dirs: np.ndarray,
     """
     if len(dirs) == 0:
         return dirs, values
-    offsets = np.array([(i, j) for i in range(-2, 3) for j in range(-2, 3) if (i, j) != (0, 0)],
-                       dtype=np.float64) / 2.0  # 24 points, step units in [-1, 1]
+    # compass stencil: the 8 neighbours of a square grid, step units
+    offsets = np.array([(i, j) for i in range(-1, 2) for j in range(-1, 2) if (i, j) != (0, 0)],
+                       dtype=np.float64)
     dirs = dirs.copy()
     values = values.astype(np.float64).copy()
     step = np.deg2rad(step_deg)
@@ -147,30 +167,32 @@ def extract_peaks(sf: np.ndarray, evaluate: Evaluator | None, rule: PeakRule,
     directions : (V, K, 3) unit vectors, zero rows where no peak (K = rule.n_peaks).
     amplitudes : (V, K) function value at each peak, 0 where absent, descending.
     """
-    from dipy.direction.peaks import peak_directions
-
     sphere = sphere if sphere is not None else peak_sphere(rule.sphere_level)
     V = sf.shape[0]
     K = rule.n_peaks
-    # 1. grid maxima; generous settings here, the rule is applied after refinement
-    cand_vox, cand_dir, cand_val = [], [], []
-    for v in range(V):
-        row = sf[v]
-        if not np.all(np.isfinite(row)) or row.max() <= 0:
-            continue
-        d, val, _ = peak_directions(row, sphere, relative_peak_threshold=0.25 * rule.relative_threshold,
-                                    min_separation_angle=min(5.0, rule.min_separation_deg))
-        n = min(len(d), 3 * K)
-        cand_vox.append(np.full(n, v))
-        cand_dir.append(d[:n])
-        cand_val.append(val[:n])
     directions = np.zeros((V, K, 3))
     amplitudes = np.zeros((V, K))
-    if not cand_vox:
+    # 1. grid maxima, vectorised over voxels: a vertex is a maximum when no edge neighbour is
+    #    larger; generous settings here, the rule is applied after refinement
+    sf = np.nan_to_num(np.asarray(sf, dtype=np.float64), nan=-np.inf)
+    nbr = _neighbour_table(sphere)
+    nbr_max = np.empty_like(sf)
+    for a in range(0, V, 512):
+        nbr_max[a:a + 512] = sf[a:a + 512][:, nbr].max(axis=2)
+    vmax = sf.max(axis=1, keepdims=True)
+    is_max = (sf >= nbr_max) & (sf > 0) & (sf >= 0.25 * rule.relative_threshold * vmax)
+    is_max &= _upper_half(np.asarray(sphere.vertices))[None, :]  # one of each antipodal pair
+    vox, idx = np.nonzero(is_max)
+    if len(vox) == 0:
         return directions, amplitudes
-    vox = np.concatenate(cand_vox)
-    dirs = np.concatenate(cand_dir).astype(np.float64)
-    vals = np.concatenate(cand_val).astype(np.float64)
+    vals = sf[vox, idx]
+    order = np.lexsort((-vals, vox))  # by voxel, then value descending
+    vox, idx, vals = vox[order], idx[order], vals[order]
+    # keep at most 3K candidates per voxel
+    start = np.searchsorted(vox, vox, side="left")
+    keep = (np.arange(len(vox)) - start) < 3 * K
+    vox, idx, vals = vox[keep], idx[keep], vals[keep]
+    dirs = np.asarray(sphere.vertices, dtype=np.float64)[idx]
     # 2. refinement off the grid
     if rule.refine and evaluate is not None:
         dirs, vals = refine_directions(evaluate, vox, dirs, vals, step_deg=rule.refine_step_deg)
@@ -200,18 +222,53 @@ def extract_peaks(sf: np.ndarray, evaluate: Evaluator | None, rule: PeakRule,
     return directions, amplitudes
 
 
-def sh_evaluator(coeffs: np.ndarray, sh_order_max: int, *, basis_type: str,
-                 legacy: bool) -> Evaluator:
-    """Continuous evaluation of per-voxel SH series (V, n_coef) at arbitrary directions."""
-    from dipy.core.sphere import Sphere
+@lru_cache(maxsize=8)
+def _monomial_exponents(degree: int) -> np.ndarray:
+    """(n, 3) exponents (a, b, c), a + b + c = degree: the homogeneous monomials."""
+    return np.array([(a, b, degree - a - b) for a in range(degree + 1)
+                     for b in range(degree + 1 - a)], dtype=np.int64)
+
+
+def _monomials(dirs: np.ndarray, degree: int) -> np.ndarray:
+    """(P, n) values of x^a y^b z^c at unit directions (P, 3)."""
+    exps = _monomial_exponents(degree)
+    powers = dirs[:, :, None] ** np.arange(degree + 1)[None, None, :]  # (P, 3, degree+1)
+    return powers[:, 0, exps[:, 0]] * powers[:, 1, exps[:, 1]] * powers[:, 2, exps[:, 2]]
+
+
+@lru_cache(maxsize=8)
+def _sh_to_monomial(sh_order_max: int, basis_type: str, legacy: bool) -> np.ndarray:
+    """(n_coef, n_mono) map from an even-order SH basis to degree-``sh_order_max`` monomials.
+
+    On the sphere, even SH up to order L span exactly the homogeneous polynomials of degree L
+    (both have (L+1)(L+2)/2 dimensions), so B_sh(u) = M(u) @ T is exact; T is solved once by
+    least squares on the 2,562-vertex sphere. Evaluating monomials is far cheaper than
+    scipy's spherical harmonics at arbitrary points.
+    """
     from dipy.reconst.shm import sh_to_sf_matrix
 
+    sphere = peak_sphere(5)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", PendingDeprecationWarning)
+        B = sh_to_sf_matrix(sphere, sh_order_max=sh_order_max, basis_type=basis_type,
+                            legacy=legacy, return_inv=False)  # (n_coef, M)
+    M = _monomials(np.asarray(sphere.vertices, dtype=np.float64), sh_order_max)
+    T, *_ = np.linalg.lstsq(M, B.T, rcond=None)  # (n_mono, n_coef)
+    if np.max(np.abs(M @ T - B.T)) > 1e-8:
+        raise RuntimeError(f"SH basis {basis_type} (legacy={legacy}) order {sh_order_max} "
+                           "is not an even polynomial basis; cannot evaluate it fast")
+    return T.T.copy()
+
+
+def sh_evaluator(coeffs: np.ndarray, sh_order_max: int, *, basis_type: str,
+                 legacy: bool) -> Evaluator:
+    """Continuous evaluation of per-voxel SH series (V, n_coef) at arbitrary directions
+    (exact, through the equivalent homogeneous polynomial; see :func:`_sh_to_monomial`)."""
+    poly = np.asarray(coeffs, dtype=np.float64) @ _sh_to_monomial(sh_order_max, basis_type,
+                                                                  legacy)  # (V, n_mono)
+
     def evaluate(voxel: np.ndarray, dirs: np.ndarray) -> np.ndarray:
-        with warnings.catch_warnings():  # dipy warns on every use of its legacy basis
-            warnings.simplefilter("ignore", PendingDeprecationWarning)
-            B, _ = sh_to_sf_matrix(Sphere(xyz=dirs), sh_order_max=sh_order_max,
-                                   basis_type=basis_type, legacy=legacy)  # (n_coef, P)
-        return np.einsum("pc,cp->p", coeffs[voxel], B)
+        return np.einsum("pc,pc->p", _monomials(dirs, sh_order_max), poly[voxel])
 
     return evaluate
 
@@ -225,8 +282,8 @@ def peaks_from_sh(coeffs: np.ndarray, sh_order_max: int, rule: PeakRule, *,
     sphere = peak_sphere(rule.sphere_level)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", PendingDeprecationWarning)
-        B, _ = sh_to_sf_matrix(sphere, sh_order_max=sh_order_max, basis_type=basis_type,
-                               legacy=legacy)
+        B = sh_to_sf_matrix(sphere, sh_order_max=sh_order_max, basis_type=basis_type,
+                            legacy=legacy, return_inv=False)
     coeffs = np.nan_to_num(np.asarray(coeffs, dtype=np.float64))
     sf = coeffs @ B
     return extract_peaks(sf, sh_evaluator(coeffs, sh_order_max, basis_type=basis_type,
