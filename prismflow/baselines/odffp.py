@@ -42,7 +42,7 @@ from .peaks import apply_rule, peak_sphere
 
 logger = logging.getLogger(__name__)
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2
 
 
 def _hemisphere(level: int) -> np.ndarray:
@@ -155,8 +155,8 @@ class ODFFingerprinting(BaselineMethod):
         best = torch.argmax(vals, dim=1)
         d = coarse[best].clone()
         v = vals[torch.arange(len(d)), best]
-        offs = torch.tensor([(i, j) for i in range(-2, 3) for j in range(-2, 3)
-                             if (i, j) != (0, 0)], dtype=E.dtype) / 2.0
+        offs = torch.tensor([(i, j) for i in range(-1, 2) for j in range(-1, 2)
+                             if (i, j) != (0, 0)], dtype=E.dtype)  # compass stencil
         step = np.deg2rad(step_deg)
         for _ in range(n_halvings + 1):
             for _inner in range(2):
