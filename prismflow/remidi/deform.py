@@ -254,7 +254,7 @@ def deformation_split(kind: str, split: str) -> list[Deformation]:
     -----
     * bend: β ∈ {0, 0.02, …, 0.6} × τ ∈ {0, 0.1, …, 1.0} rad; test β ∈ {0, .1, .3, .5} ×
       τ ∈ {0, .5}; validation β ∈ {0.2, 0.4}; training every other β (never a test or val β).
-    * bead: training odd counts 1…9 × sizes 0.10…0.50 (step 0.05); test even counts 0…8 ×
+    * bead: training odd counts 1…9 × sizes 0.05…0.50 (step 0.025); test even counts 0…8 ×
       sizes {0.3, 0.4}; validation even counts 2…8 × sizes {0.2, 0.35}.
     * fan: training odd angles 1…61°; test {0, 32, 46, 60}°; validation the other even angles.
     """
@@ -270,7 +270,7 @@ def deformation_split(kind: str, split: str) -> list[Deformation]:
         return [Deformation("bend", bend=b, twist=t) for b in keep for t in taus]
     if kind == "bead":
         if split == "train":
-            sizes = [round(0.1 + 0.05 * i, 2) for i in range(9)]
+            sizes = [round(0.05 + 0.025 * i, 3) for i in range(19)]
             return [Deformation("bead", n_beads=n, bead_size=a) for n in (1, 3, 5, 7, 9) for a in sizes]
         return [Deformation("bead", n_beads=n, bead_size=a) for n in (2, 4, 6, 8) for a in (0.2, 0.35)]
     if kind == "fan":
