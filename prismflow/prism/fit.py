@@ -23,7 +23,7 @@ from .calibration import Calibration
 from .config import PrismConfig
 from .fixels import merge_parallel, sort_fibres
 from .init import hashed_normal
-from .losses import mse, rician_nll
+from .kernels import fidelity
 from .model import AcquisitionTensors, constrain, tissue_signal
 from .priors import neighbour_pairs, prior_penalty
 from .result import PrismFit
@@ -156,8 +156,7 @@ def fit_patch(data: np.ndarray, acq: Acquisition, cfg: PrismConfig, *,
 
     def objective(it: int = cfg.n_iter):
         params = constrain(raw["s0_raw"], raw["logits"], raw["dirs_raw"], raw["fin_raw"])
-        pred = calib(tissue_signal(params, at, fused=cfg.fast_kernel))
-        fid = mse(pred, y) if cfg.loss == "mse" else rician_nll(pred, y, calib.sigma)
+        fid = fidelity(params, at, calib, y, cfg)
         ramp = min(1.0, (it + 1) / warm)
         return fid + prior_penalty(params, cfg.priors, pairs, prior_scale, ramp) + calib.penalty(), fid
 
