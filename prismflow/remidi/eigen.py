@@ -101,7 +101,7 @@ class SubspaceEig(torch.autograd.Function):
                 if A_itf is not None:
                     A = A + assemble_dense(itf_index, A_itf.detach(), n)
                 M = assemble_dense(index, M_blocks.detach(), n)
-                lam_all, phi_all = _dense(A, M)
+                lam_all, phi_all = _dense(A, M)  # numpy views of torch results
                 if k <= 0:  # cut-off mode: k = −1, the cut-off eigenvalue in ``sigma``
                     k = cutoff_count(lam_all, sigma, _gap_tol(lam_all[lam_all <= sigma], gap_rel))
                 lam, phi = lam_all[:k], phi_all[:, :k]
@@ -128,42 +128,41 @@ class SubspaceEig(torch.autograd.Function):
     def backward(ctx, lam_bar, phi_bar):
         lam_t, phi_t = ctx.saved_tensors
         lam = lam_t.numpy()
-        phi = phi_t.numpy()
         k = ctx.k
         tol = _gap_tol(lam, ctx.gap_rel)
-        lab = clusters(lam, tol)
+        lab = torch.as_tensor(clusters(lam, tol))
         same = lab[:, None] == lab[None, :]
-        Pb = np.zeros_like(phi) if phi_bar is None else phi_bar.numpy()
-        Lb = np.zeros(k) if lam_bar is None else lam_bar.numpy()
-        G = phi.T @ Pb  # (k, k), G[i, j] = φ_iᵀ φ̄_j
-        diff = lam[None, :] - lam[:, None]  # [i, j] = λ_j − λ_i
-        F = np.where(same, 0.0, 1.0 / np.where(same, 1.0, diff))
+        Pb = torch.zeros_like(phi_t) if phi_bar is None else phi_bar
+        Lb = torch.zeros_like(lam_t) if lam_bar is None else lam_bar
+        G = phi_t.T @ Pb  # (k, k), G[i, j] = φ_iᵀ φ̄_j
+        diff = lam_t[None, :] - lam_t[:, None]  # [i, j] = λ_j − λ_i
+        F = torch.where(same, 0.0, 1.0 / torch.where(same, 1.0, diff))
         FG = F * G
-        U_A = phi @ FG + phi * Lb[None, :]
-        U_M = -(phi @ (FG * lam[None, :])) - 0.5 * (phi @ (np.where(same, G, 0.0))) \
-            - phi * (Lb * lam)[None, :]
+        U_A = phi_t @ FG + phi_t * Lb[None, :]
+        U_M = (-(phi_t @ (FG * lam_t[None, :])) - 0.5 * (phi_t @ torch.where(same, G, 0.0))
+               - phi_t * (Lb * lam_t)[None, :])
         if ctx.dense is not None:
             lam_all, phi_all = ctx.dense
-            disc_lam, disc_phi = lam_all[k:], phi_all[:, k:]
-            if disc_lam.size:
+            disc_lam = torch.as_tensor(lam_all[k:])
+            disc_phi = torch.as_tensor(phi_all[:, k:])
+            if disc_lam.numel():
                 Gd = disc_phi.T @ Pb  # (n-k, k)
-                dd = lam[None, :] - disc_lam[:, None]
-                eta = tol
-                if np.any(np.abs(dd) <= tol):
+                dd = lam_t[None, :] - disc_lam[:, None]
+                near = dd.abs() <= tol
+                if bool(near.any()):
                     warnings.warn("the eigenpair truncation splits a cluster of (near-)equal "
                                   "eigenvalues; gradients across the cut are regularised",
                                   RuntimeWarning, stacklevel=2)
-                Fd = dd / (dd * dd + (eta * eta) * (np.abs(dd) <= tol))
+                Fd = dd / (dd * dd + (tol * tol) * near)
                 Z = disc_phi @ (Fd * Gd)
                 U_A = U_A + Z
-                U_M = U_M - Z * lam[None, :]
+                U_M = U_M - Z * lam_t[None, :]
         else:
             A, M = ctx.sparse
-            Z = _adjoint_solves(A, M, lam, phi, Pb, lab)
+            Z = torch.as_tensor(_adjoint_solves(A, M, lam, phi_t.numpy(), Pb.numpy(),
+                                                lab.numpy()))
             U_A = U_A + Z
-            U_M = U_M - Z * lam[None, :]
-        U_A = torch.as_tensor(U_A)
-        U_M = torch.as_tensor(U_M)
+            U_M = U_M - Z * lam_t[None, :]
         idx = ctx.index
         pe = phi_t[idx]  # (T, 4, k)
         A_bar = torch.einsum("eaj,ebj->eab", U_A[idx], pe)

@@ -25,7 +25,8 @@ from ..io.errors import InputError
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["Mesh", "cylinder_mesh", "coaxial_cylinder_mesh", "load_mesh", "save_mesh",
+__all__ = ["Mesh", "cylinder_mesh", "coaxial_cylinder_mesh", "box_mesh", "equal_area_radius",
+           "load_mesh", "save_mesh",
            "tetra_volumes", "boundary_faces", "mesh_quality"]
 
 
@@ -404,6 +405,57 @@ def coaxial_cylinder_mesh(inner_radius_um: float, outer_radius_um: float, length
             itf.append([[a0, a3, a2], [c0, c3, c2]])
     return Mesh(torch.as_tensor(verts, dtype=torch.float64), torch.as_tensor(tets),
                 torch.as_tensor(comp), torch.as_tensor(np.asarray(itf)))
+
+
+def box_mesh(size_um, n_cells) -> Mesh:
+    """A box centred at the origin, each cubic cell split into 24 tetrahedra symmetrically.
+
+    The split (cell centre + face centres) is invariant under the cube's symmetry group, so a
+    box with equal sides in x and y has exactly degenerate Laplacian eigenvalues (as a
+    cylinder does): used to test the eigen backward on degenerate spectra.
+
+    Parameters
+    ----------
+    size_um : (3,) — box edge lengths in µm; n_cells : (3,) — cells along x, y, z.
+    """
+    size = np.broadcast_to(np.asarray(size_um, dtype=np.float64), (3,))
+    n = np.broadcast_to(np.asarray(n_cells, dtype=np.int64), (3,))
+    if np.any(size <= 0) or np.any(n < 1):
+        raise InputError(f"box_mesh needs positive sizes and cell counts; got {size}, {n}")
+    keys: dict = {}
+
+    def pid(key):
+        if key not in keys:
+            keys[key] = len(keys)
+        return keys[key]
+
+    tets = []
+    for i in range(n[0]):
+        for j in range(n[1]):
+            for k in range(n[2]):
+                o = np.array([2 * i, 2 * j, 2 * k])
+                cc = pid(tuple(o + 1))
+                for axis in range(3):
+                    for side in (0, 2):
+                        f = o + 1
+                        f[axis] = o[axis] + side
+                        fc = pid(tuple(f))
+                        a, b = [d for d in range(3) if d != axis]
+                        ring = []
+                        for da, db in ((0, 0), (2, 0), (2, 2), (0, 2)):
+                            p = o.copy()
+                            p[axis] += side
+                            p[a] += da
+                            p[b] += db
+                            ring.append(pid(tuple(p)))
+                        for r in range(4):
+                            tets.append((cc, fc, ring[r], ring[(r + 1) % 4]))
+    pts = np.zeros((len(keys), 3))
+    for key, idx in keys.items():
+        pts[idx] = key
+    pts = (pts / (2 * n) - 0.5) * size
+    tets = _orient(pts, np.asarray(tets, dtype=np.int64))
+    return Mesh(torch.as_tensor(pts), torch.as_tensor(tets))
 
 
 # --------------------------------------------------------------------------- I/O
