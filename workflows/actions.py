@@ -47,6 +47,7 @@ class Context:
     mask: ty.Any = None
     prism_maps: ty.Any = None
     prism_peaks: ty.Any = None
+    prism_scanner_peaks: ty.Any = None
     prism_info: ty.Any = None
     baseline_peaks: ty.Any = None
     baseline_info: ty.Any = None
@@ -91,6 +92,7 @@ def _prism(ctx: Context, p: dict) -> None:
     st = workflow.add(tpr.StitchSlabs(parts=fit.part, dwi=ctx.dwi, mask=ctx.mask, config=config,
                                       slab_size=size, overlap=overlap), name="stitch_slabs")
     ctx.prism_maps, ctx.prism_peaks, ctx.prism_info = st.maps, st.peaks, st.info
+    ctx.prism_scanner_peaks = st.peaks_scanner
 
 
 @action("baseline")
@@ -120,9 +122,13 @@ def _tracking(ctx: Context, p: dict) -> None:
     cfg = {k: p[k] for k in ("step_mm", "angle_deg", "seeds_per_voxel", "min_length_mm",
                              "max_length_mm", "peak_threshold")}
     add_baselines(ctx)
-    sel = workflow.add(tt.SelectPeaks(sources=list(p["sources"]), prism=ctx.prism_peaks,
-                                      baselines=ctx.baseline_peaks), name="select_peaks")
-    tr = workflow.add(tt.TrackPeaks(mask=ctx.mask, config=cfg, seed=ctx.seed)
+    if p["tracker"] == "mrtrix":   # tckgen FACT reads scanner-frame peaks
+        prism, baselines, task = ctx.prism_scanner_peaks, ctx.baseline_scanner_peaks, tt.TrackPeaksMrtrix
+    else:                          # dipy EuDX works in the voxel (bvec) frame
+        prism, baselines, task = ctx.prism_peaks, ctx.baseline_peaks, tt.TrackPeaks
+    sel = workflow.add(tt.SelectPeaks(sources=list(p["sources"]), prism=prism,
+                                      baselines=baselines), name="select_peaks")
+    tr = workflow.add(task(mask=ctx.mask, config=cfg, seed=ctx.seed)
                       .split(peaks=sel.peaks).combine("peaks"), name="tracking")
     ctx.tractograms = tr.tractogram
 

@@ -68,6 +68,8 @@ SCHEMA: dict[str, dict[str, Param]] = {
     },
     "tracking": {
         "sources": Param(list, ["prism"], "peaks sources to track: prism and/or baseline names"),
+        "tracker": Param(str, "dipy", "dipy (EuDX on the peaks) | mrtrix (tckgen FACT, .tck)",
+                         choices=("dipy", "mrtrix")),
         "step_mm": Param((int, float), 0.5, "step size, mm", min=0.01),
         "angle_deg": Param((int, float), 45.0, "largest turn per step, degrees", min=1),
         "seeds_per_voxel": Param(int, 1, "seeds per voxel with a peak", min=1),

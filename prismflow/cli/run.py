@@ -133,14 +133,17 @@ def _sink_participant(out, i: int, dwi, cfg: RunConfig, recipe, out_dir: Path) -
     track_steps = [s for s in recipe.steps if s.action == "tracking"]
     tracked = [m for m in (track_steps[0].params["sources"] if track_steps else [])
                if m in methods_with_peaks]
+    tracker = track_steps[0].params.get("tracker", "dipy") if track_steps else "dipy"
     for method, trk in zip(tracked, pick("tractograms") or []):
-        import nibabel as nib
+        from prismflow.tasks.tracking import streamline_count
 
-        n = int(nib.streamlines.load(str(trk), lazy_load=True).header["nb_streamlines"])
+        n = streamline_count(trk)
+        ext = ".tck" if tracker == "mrtrix" else ".trk"
+        how = "MRtrix3 tckgen FACT" if tracker == "mrtrix" else "dipy EuDX"
         written.append(write_derivative(
             trk, out_dir, {**base, "model": method, "desc": "det", "suffix": "streamlines",
-                           "extension": ".trk"},
-            {"Description": f"deterministic (EuDX) streamlines on the {method} peaks",
+                           "extension": ext},
+            {"Description": f"deterministic ({how}) streamlines on the {method} peaks",
              "StreamlineCount": n, "Units": "mm (RAS world coordinates)",
              "Tracking": track_steps[0].params, "Seed": cfg.seed, "Sources": sources,
              "SoftwareName": "prismflow", "SoftwareVersion": __version__}, overwrite=ow))

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import pickle
+import shutil
 import time
 from pathlib import Path
 
@@ -68,9 +69,9 @@ def FitSlab(dwi: File, bval: File, bvec: File, mask: File, slab_index: int, conf
     return out
 
 
-@python.define(outputs=["maps", "peaks", "info"])
+@python.define(outputs=["maps", "peaks", "peaks_scanner", "info"])
 def StitchSlabs(parts: list[File], dwi: File, mask: File, config: dict, slab_size: int = 30,
-                overlap: int = 5) -> tuple[Directory, File, File]:
+                overlap: int = 5) -> tuple[Directory, File, File, File]:
     """Blend the slab fits into whole-volume maps (``maps/<name>.nii.gz``) and peaks."""
     from prismflow.prism import stitch_slabs
 
@@ -92,8 +93,10 @@ def StitchSlabs(parts: list[File], dwi: File, mask: File, config: dict, slab_siz
     # holds PRISM's own scanner-frame (MRtrix3) peaks.nii.gz for the derivatives
     peaks = save_nifti_atomic(fit.volume(fit.peaks()).astype("float32"), affine,
                               Path("peaks_prism.nii.gz").absolute())
+    scanner = Path("scanner_peaks_prism.nii.gz").absolute()
+    shutil.copyfile(maps_dir / "peaks.nii.gz", scanner)
     info = Path("info.json").absolute()
     info.write_text(json.dumps({"method": "prism", "config": cfg.to_dict(), "n_slabs": len(slabs),
                                 "seconds": seconds}, indent=2,
                                default=str))
-    return maps_dir, peaks, info
+    return maps_dir, peaks, scanner, info

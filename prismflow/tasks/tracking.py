@@ -14,9 +14,20 @@ from ._common import load_mask, load_peaks
 
 
 def peaks_method(peaks_path) -> str:
-    """``peaks_<method>.nii.gz`` → ``<method>``."""
-    name = Path(peaks_path).name
+    """``[scanner_]peaks_<method>.nii.gz`` → ``<method>``."""
+    name = Path(peaks_path).name.removeprefix("scanner_")
     return name[len("peaks_"):].split(".nii")[0]
+
+
+def tractogram_method(path) -> str:
+    """``tracts_<method>.trk|.tck`` → ``<method>``."""
+    return Path(path).name[len("tracts_"):].rsplit(".", 1)[0]
+
+
+def streamline_count(path) -> int:
+    """Number of streamlines from a ``.trk``/``.tck`` header (no points loaded)."""
+    hdr = nib.streamlines.load(str(path), lazy_load=True).header
+    return int(hdr.get("nb_streamlines", hdr.get("count", 0)))
 
 
 @python.define(outputs=["tractogram", "method"])
@@ -34,6 +45,26 @@ def TrackPeaks(peaks: File, mask: File, config: dict, seed: int = 0) -> tuple[Fi
     return out, method
 
 
+@python.define(outputs=["tractogram", "method"])
+def TrackPeaksMrtrix(peaks: File, mask: File, config: dict, seed: int = 0) -> tuple[File, str]:
+    """MRtrix3 ``tckgen -algorithm FACT`` on a scanner-frame peaks file (through nipype);
+    writes ``tracts_<method>.tck``. Seeds on a regular grid in every mask voxel."""
+    import os
+
+    from nipype.interfaces.mrtrix3 import Tractography
+
+    os.environ["MRTRIX_RNG_SEED"] = str(seed)
+    method = peaks_method(peaks)
+    out = Path(f"tracts_{method}.tck").absolute()
+    grid = max(1, int(round(config["seeds_per_voxel"] ** (1 / 3))))
+    Tractography(in_file=str(peaks), out_file=str(out), algorithm="FACT",
+                 seed_grid_voxel=(str(mask), grid), roi_mask=str(mask),
+                 step_size=config["step_mm"], angle=config["angle_deg"],
+                 min_length=config["min_length_mm"], max_length=config["max_length_mm"],
+                 select=0, nthreads=1, args="-quiet -force").run()
+    return out, method
+
+
 @python.define(outputs=["peaks"])
 def SelectPeaks(sources: list, prism: File | None = None, baselines: list | None = None) -> list:
     """The peaks files of the requested ``sources`` (``prism`` and/or baseline names)."""
@@ -47,7 +78,7 @@ def BuildConnectome(tractogram: File, dseg: File) -> File:
     """Streamline-count connectome between the labels of ``dseg``: ``connectome_<method>.csv``."""
     from prismflow.tracking import connectome, load_trk, save_connectome_csv
 
-    method = Path(tractogram).name[len("tracts_"):].split(".trk")[0]
+    method = tractogram_method(tractogram)
 
     img = nib.load(str(dseg))
     sl = load_trk(tractogram, reference=img)

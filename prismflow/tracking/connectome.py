@@ -9,14 +9,32 @@ import numpy as np
 logger = logging.getLogger(__name__)
 
 
-def connectome(streamlines, labels: np.ndarray, affine: np.ndarray):
-    """Count streamlines whose two end points fall in each pair of labels.
+def _end_label(points: np.ndarray, labels: np.ndarray, inv: np.ndarray, search_mm: float) -> int:
+    """Label at a streamline end (``points`` ordered from that end inwards): the first
+    non-zero label within ``search_mm`` of the end (trackers stop on or just past a mask
+    border, so the very end point may sit outside the labelled voxels)."""
+    steps = np.linalg.norm(np.diff(points, axis=0), axis=1)
+    reach = np.concatenate([[0.0], np.cumsum(steps)])
+    near = points[reach <= search_mm]
+    vox = np.rint(near @ inv[:3, :3].T + inv[:3, 3]).astype(np.int64)
+    ok = np.all((vox >= 0) & (vox < np.array(labels.shape)), axis=1)
+    for v in vox[ok]:
+        lab = labels[v[0], v[1], v[2]]
+        if lab > 0:
+            return int(lab)
+    return 0
+
+
+def connectome(streamlines, labels: np.ndarray, affine: np.ndarray, *, search_mm: float = 2.0):
+    """Count streamlines whose two ends fall in each pair of labels.
 
     Parameters
     ----------
     streamlines : list of (P, 3) arrays in world mm.
     labels : (X, Y, Z) int — parcellation, 0 = background.
     affine : (4, 4) voxel-to-world (mm) of ``labels``.
+    search_mm : an end is assigned the first label met within this distance (mm) from the
+        end along the streamline (as MRtrix3's ``tck2connectome`` searches radially).
 
     Returns
     -------
@@ -31,13 +49,12 @@ def connectome(streamlines, labels: np.ndarray, affine: np.ndarray):
         return matrix, label_ids
     lookup = {lab: i for i, lab in enumerate(label_ids)}
     inv = np.linalg.inv(affine)
-    ends = np.array([[s[0], s[-1]] for s in streamlines], dtype=np.float64)   # (S, 2, 3)
-    vox = np.rint(ends @ inv[:3, :3].T + inv[:3, 3]).astype(np.int64)
-    inside = np.all((vox >= 0) & (vox < np.array(labels.shape)), axis=(1, 2))
-    vox = vox[inside]
-    a = labels[vox[:, 0, 0], vox[:, 0, 1], vox[:, 0, 2]]
-    b = labels[vox[:, 1, 0], vox[:, 1, 1], vox[:, 1, 2]]
-    for la, lb in zip(a, b):
+    for s in streamlines:
+        s = np.asarray(s, dtype=np.float64)
+        if len(s) < 2:
+            continue
+        la = _end_label(s, labels, inv, search_mm)
+        lb = _end_label(s[::-1], labels, inv, search_mm)
         if la > 0 and lb > 0:
             i, j = lookup[la], lookup[lb]
             matrix[i, j] += 1
