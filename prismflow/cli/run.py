@@ -183,6 +183,12 @@ def run_participant(args, cfg_kwargs: dict) -> int:
 
     recipe = load_recipe(args.recipe)
     bids_dir, out_dir, work = (Path(cfg_kwargs[k]) for k in ("bids_dir", "output_dir", "work_dir"))
+    local = args.worker in ("cf", "debug") or (args.worker == "dask" and not args.dask_address)
+    if local and any(s.action == "prism" for s in recipe.steps):
+        # jobs run on this machine: check the device now rather than in every slab job
+        from prismflow.prism import resolve_device
+
+        logger.info("PRISM device: %s", resolve_device(args.device))
     if not args.skip_bids_validation:
         run_validator(bids_dir)
     labels = cfg_kwargs["participant_labels"]

@@ -76,3 +76,13 @@ def test_bad_recipe(capsys, synthetic_bids, tmp_path):
 def test_group_without_participant_outputs(capsys, synthetic_bids, tmp_path):
     _one_line_error(capsys, [str(synthetic_bids), str(tmp_path / "out"), "group",
                              "-w", str(tmp_path / "w")], "run the participant level first")
+
+
+def test_cuda_without_gpu(capsys, synthetic_bids, tmp_path):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA device is present")
+    _one_line_error(capsys, [str(synthetic_bids), str(tmp_path / "out"), "participant",
+                             "--device", "cuda", "--skip-bids-validation",
+                             "-w", str(tmp_path / "w")], "no CUDA device")

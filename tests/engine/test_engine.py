@@ -69,3 +69,10 @@ def test_dask_worker_on_localcluster(tmp_path):
     assert out.squares == [0, 1, 4, 9]
     pids = {int(w.split(":")[1]) for w in out.where}
     assert pids <= worker_pids and os.getpid() not in pids
+
+
+def test_dask_worker_private_cluster(tmp_path):
+    """--worker dask without an address starts (and closes) its own LocalCluster."""
+    pytest.importorskip("dask.distributed")
+    out = run_selftest(EngineConfig(worker="dask", cache_root=str(tmp_path), n_procs=2), n=3)
+    assert out.squares == [0, 1, 4]
