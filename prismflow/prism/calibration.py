@@ -5,7 +5,10 @@ Applied to the clean tissue signal S (V, N)::
     Ŝ = B(x_v) · (e^{a_n} · S + c_n),   B = exp(trilinear_upsample(control grid))
 
 All parameters start at identity (zeros) and are pulled back towards it by L2 penalties (and
-total variation of the log bias field), so on clean data they stay near identity.
+total variation of the log bias field), so on clean data they stay near identity. The
+per-measurement log-scale and offset are centred within each shell: a common scale of a whole
+shell is indistinguishable from a diffusivity change, so letting calibration take it would
+absorb tissue signal (model mismatch) instead of acquisition drift.
 """
 
 from __future__ import annotations
@@ -30,12 +33,19 @@ class Calibration(nn.Module):
     voxel_index : (V,) int — flat C-order index of each fitted voxel in ``grid_shape``.
     n_meas : N.
     learn_sigma : learn σ (Rician NLL mode).
+    shell_index : (N,) int — shell of each measurement (b=0 volumes form one shell); the
+        per-measurement affine is centred within each shell. Default: one group.
     """
 
     def __init__(self, cfg: CalibrationConfig, grid_shape: tuple[int, int, int],
                  voxel_index: np.ndarray, n_meas: int, *, learn_sigma: bool,
-                 sigma_init: float | None = None, device="cpu", dtype=torch.float32):
+                 sigma_init: float | None = None, shell_index: np.ndarray | None = None,
+                 device="cpu", dtype=torch.float32):
         super().__init__()
+        shell_index = np.zeros(n_meas, dtype=np.int64) if shell_index is None else shell_index
+        _, inverse, counts = np.unique(shell_index, return_inverse=True, return_counts=True)
+        self.register_buffer("shell_index", torch.as_tensor(inverse, dtype=torch.long, device=device))
+        self.register_buffer("shell_counts", torch.as_tensor(counts, dtype=dtype, device=device))
         self.cfg = cfg
         self.grid_shape = tuple(int(s) for s in grid_shape)
         self.register_buffer("voxel_index", torch.as_tensor(voxel_index, dtype=torch.long, device=device))
@@ -67,11 +77,22 @@ class Calibration(nn.Module):
         """σ relative to the b0-normalised signal (scalar), or None when not learned."""
         return None if self.log_sigma is None else torch.exp(self.log_sigma)
 
+    def _centred(self, x: torch.Tensor) -> torch.Tensor:
+        means = torch.zeros_like(self.shell_counts).index_add_(0, self.shell_index, x) / self.shell_counts
+        return x - means[self.shell_index]
+
+    def measurement_affine(self) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """Shell-centred (log-scale a_n, offset c_n), each (N,), or None when off."""
+        if self.log_scale is None:
+            return None
+        return self._centred(self.log_scale), self._centred(self.offset)
+
     def forward(self, signal: torch.Tensor) -> torch.Tensor:
         """Apply the calibration chain to a clean signal (V, N)."""
         out = signal
-        if self.log_scale is not None:
-            out = out * torch.exp(self.log_scale) + self.offset
+        affine = self.measurement_affine()
+        if affine is not None:
+            out = out * torch.exp(affine[0]) + affine[1]
         b = self.bias()
         if b is not None:
             out = out * b[:, None]
@@ -88,6 +109,7 @@ class Calibration(nn.Module):
                      if log_b.shape[d] > 1)
             total = total + c.weight_bias_tv * tv
         if self.log_scale is not None:
-            total = total + c.weight_scale * torch.mean(self.log_scale ** 2)
-            total = total + c.weight_offset * torch.mean(self.offset ** 2)
+            a, off = self.measurement_affine()
+            total = total + c.weight_scale * torch.mean(a ** 2)
+            total = total + c.weight_offset * torch.mean(off ** 2)
         return total

@@ -24,7 +24,7 @@ from .config import PrismConfig
 from .fixels import merge_parallel, sort_fibres
 from .init import hashed_normal
 from .kernels import fidelity
-from .model import AcquisitionTensors, constrain, tissue_signal
+from .model import AcquisitionTensors, constrain, predict, tissue_signal
 from .priors import neighbour_pairs, prior_penalty
 from .result import PrismFit
 
@@ -47,6 +47,11 @@ def resolve_device(name: str) -> torch.device:
         raise InputError("--device cuda was requested but no CUDA device is available; "
                          "use --device auto or cpu")
     return torch.device(name)
+
+
+def shell_groups(acq: Acquisition, tol: float = 100.0) -> np.ndarray:
+    """(N,) shell label per measurement: b rounded to ``tol`` s/mm², all b=0 volumes together."""
+    return np.where(acq.b0_mask, -1, np.round(acq.bvals / tol)).astype(np.int64)
 
 
 def b0_normalise(data: np.ndarray, acq: Acquisition) -> tuple[np.ndarray, np.ndarray]:
@@ -144,7 +149,7 @@ def fit_patch(data: np.ndarray, acq: Acquisition, cfg: PrismConfig, *,
     sigma_hat = noise_sigma if noise_sigma is not None else estimate_noise_sigma(data, acq, calib_cfg.sigma_init)
     prior_scale = 2.0 * sigma_hat ** 2 if cfg.loss == "mse" else 1.0
     calib = Calibration(calib_cfg, grid_shape, voxel_index, n, learn_sigma=cfg.loss == "nll",
-                        sigma_init=sigma_hat,
+                        sigma_init=sigma_hat, shell_index=shell_groups(acq),
                         device=device, dtype=dtype)
     pairs = torch.as_tensor(pairs_np, device=device) if pairs_np is not None else None
     params_list = list(raw.values()) + [p for p in calib.parameters()]
@@ -180,7 +185,6 @@ def fit_patch(data: np.ndarray, acq: Acquisition, cfg: PrismConfig, *,
     with torch.no_grad():
         loss, fid = objective()
         params = constrain(raw["s0_raw"], raw["logits"], raw["dirs_raw"], raw["fin_raw"])
-        pred = calib(tissue_signal(params, at, fused=False)).cpu().numpy().astype(np.float64)
         bias = calib.bias()
         sigma = calib.sigma
         to_np = lambda t: t.detach().cpu().numpy().astype(np.float64)  # noqa: E731
@@ -190,10 +194,15 @@ def fit_patch(data: np.ndarray, acq: Acquisition, cfg: PrismConfig, *,
                                                        to_np(params.f_in)))
         fractions = np.concatenate([fractions[:, :3], ffrac], axis=1)
         bias_np = to_np(bias) if bias is not None else np.ones(v)
-        scale = to_np(calib.log_scale) if calib.log_scale is not None else np.zeros(n)
-        offset = to_np(calib.offset) if calib.offset is not None else np.zeros(n)
+        affine = calib.measurement_affine()
+        scale = to_np(affine[0]) if affine is not None else np.zeros(n)
+        offset = to_np(affine[1]) if affine is not None else np.zeros(n)
         sig = float(sigma) if sigma is not None else float("nan")
-    predicted = pred * b0[:, None]
+    # the prediction of the *reported* parameters (after merging duplicate fibres), so that
+    # predict(...) of the outputs reproduces it
+    tissue = predict(acq, s0=s0, fractions=fractions, directions=dirs, f_in=fin,
+                     diffusivities=cfg.diffusivities)
+    predicted = (tissue * np.exp(scale) + offset * b0[:, None]) * bias_np[:, None]
     residual_rms = np.sqrt(np.mean((predicted - data) ** 2, axis=1))
     seconds = time.perf_counter() - t_start
     hist = losses[:n_run].cpu().numpy()
