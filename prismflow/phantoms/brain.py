@@ -25,8 +25,6 @@ Axis letters: X, Y, Z grid; V brain voxels (C order of ``mask``); N measurements
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
-
 import numpy as np
 
 from ..io.gradients import Acquisition
@@ -88,23 +86,25 @@ class BrainPhantom:
                              csf_diffusivity=self.csf_diffusivity, s0=self.s0)
 
 
-@lru_cache(maxsize=4)
-def _hcp_directions(n_total: int, seed: int) -> np.ndarray:
-    from .schemes import spread_directions
-
-    return spread_directions(n_total, seed=seed, iters=500)
+def fibonacci_hemisphere(n: int) -> np.ndarray:
+    """(n, 3) well-spread unit vectors on the z ≥ 0 hemisphere (golden-angle spiral)."""
+    i = np.arange(n) + 0.5
+    z = 1.0 - i / n
+    phi = np.pi * (3.0 - np.sqrt(5.0)) * i
+    rho = np.sqrt(1.0 - z * z)
+    return np.stack([rho * np.cos(phi), rho * np.sin(phi), z], axis=1)
 
 
 def hcp_like_scheme(n_b0: int = 18, n_per_shell: int = 90,
-                    shells=(1000.0, 2000.0, 3000.0), *, seed: int = 0) -> Acquisition:
+                    shells=(1000.0, 2000.0, 3000.0)) -> Acquisition:
     """18 b=0 + 90 directions per shell at b = 1000/2000/3000 s/mm² (HCP-like, 288 volumes).
 
-    The shells take interleaved subsets of one set of 90·3 well-spread directions, so each shell
-    is well spread on its own and the shells do not share directions (as in HCP). The b=0
+    The shells take interleaved subsets of one golden-spiral set of 90·3 directions, so each
+    shell is well spread on its own and the shells do not share directions (as in HCP). The b=0
     volumes are spread through the series (every 16th volume), also as in HCP.
     """
     n_dw = n_per_shell * len(shells)
-    dirs = _hcp_directions(n_dw, seed)
+    dirs = fibonacci_hemisphere(n_dw)
     bvals_dw = np.empty(n_dw)
     for i, b in enumerate(shells):
         bvals_dw[i::len(shells)] = b
@@ -123,7 +123,7 @@ def _unit(v: np.ndarray) -> np.ndarray:
 
 
 def _sigmoid(x):
-    return 1.0 / (1.0 + np.exp(-x))
+    return 1.0 / (1.0 + np.exp(-np.clip(x, -60.0, 60.0)))
 
 
 def _geometry(shape, target):
