@@ -152,17 +152,24 @@ def tissue_signal(params: TissueParameters, at: AcquisitionTensors, *,
 
 
 def predict(acq: Acquisition, *, s0, fractions, directions, f_in,
-            diffusivities: Diffusivities | None = None) -> np.ndarray:
+            diffusivities: Diffusivities | None = None, chunk: int = 4096) -> np.ndarray:
     """Signal (V, N) for any parameters given as arrays (numpy or torch), float64.
 
     s0 : (V,); fractions : (V, 3 + K) [csf, gm, restricted, fibres]; directions : (V, K, 3)
-    (normalised here); f_in : (V, K).
+    (normalised here); f_in : (V, K). Computed in voxel chunks of ``chunk`` so that the (V, K, N) float64 temporaries of the
+    plain formula stay small whatever V is.
     """
     d = diffusivities or Diffusivities()
     at = AcquisitionTensors(acq, d, dtype=torch.float64)
     as_t = lambda x: torch.as_tensor(np.asarray(x), dtype=torch.float64)  # noqa: E731
-    params = TissueParameters(s0=as_t(s0), fractions=as_t(fractions),
-                              directions=F.normalize(as_t(directions), dim=-1),
-                              f_in=as_t(f_in))
+    s0, fractions, directions, f_in = (as_t(x) for x in (s0, fractions, directions, f_in))
+    v = s0.shape[0]
+    out = np.empty((v, len(acq)), dtype=np.float64)
     with torch.no_grad():
-        return tissue_signal(params, at, fused=False).numpy()
+        for a in range(0, v, chunk):
+            sl = slice(a, a + chunk)
+            params = TissueParameters(s0=s0[sl], fractions=fractions[sl],
+                                      directions=F.normalize(directions[sl], dim=-1),
+                                      f_in=f_in[sl])
+            out[sl] = tissue_signal(params, at, fused=False).numpy()
+    return out
