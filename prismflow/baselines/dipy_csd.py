@@ -110,9 +110,12 @@ class DipyMSMT(BaselineMethod):
         wm_sel = single_fibre_candidates(data, acq, fa_threshold=self.fa_threshold)
         gm_sel = (fa < 0.2) & (md > 0.6e-3) & (md < 1.2e-3)
         csf_sel = (fa < 0.1) & (md > 2e-3)
+        # dipy fails on an empty tissue mask: stand in the WM mask, replace the result below
+        gm_use = gm_sel if gm_sel.sum() >= 5 else wm_sel
+        csf_use = csf_sel if csf_sel.sum() >= 5 else wm_sel
         wm, gm, csf = response_from_mask_msmt(
             acq.to_dipy(), data[:, None, None, :], wm_sel[:, None, None],
-            gm_sel[:, None, None], csf_sel[:, None, None])
+            gm_use[:, None, None], csf_use[:, None, None])
         notes = [f"data: response_from_mask_msmt (WM {int(wm_sel.sum())} voxels, "
                  f"GM {int(gm_sel.sum())}, CSF {int(csf_sel.sum())})"]
         s0 = float(np.mean(data[wm_sel][:, acq.b0_mask])) if np.any(acq.b0_mask) else 1.0
