@@ -174,7 +174,7 @@ def _save_config(cfg: RunConfig, out_dir: Path, dwi, extra: dict) -> Path:
 
 def run_participant(args, cfg_kwargs: dict) -> int:
     from prismflow.engine import EngineConfig, run_task
-    from prismflow.io.bids import collect_inputs, open_layout, run_validator
+    from prismflow.io.bids import check_series, collect_inputs, open_layout, run_validator
     from prismflow.io.derivatives import init_derivatives
 
     wf_pkg = import_workflows()  # noqa: F841
@@ -194,6 +194,8 @@ def run_participant(args, cfg_kwargs: dict) -> int:
     labels = cfg_kwargs["participant_labels"]
     layout = open_layout(bids_dir, work, labels)
     inputs = collect_inputs(layout, labels, cfg_kwargs["session_ids"], atlas=args.atlas)
+    for dwi in inputs:              # headers only: fail in one line before any job starts
+        check_series(dwi)
     engine = EngineConfig(worker=args.worker, cache_root=str(work / "pydra"),
                           n_procs=args.nprocs, dask_address=args.dask_address,
                           sbatch_args=args.sbatch_args)

@@ -128,6 +128,22 @@ def open_layout(bids_dir: Path, database_dir: Path, participant_labels=None):
     return layout
 
 
+def check_series(dwi: DwiInput) -> None:
+    """Cheap up-front check of one series (headers only): a 4-D image whose volume count
+    matches its bval/bvec files. Raises :class:`InputError` naming the files."""
+    import nibabel as nib
+
+    from .gradients import read_bval_bvec
+
+    try:
+        img = nib.load(dwi.dwi)
+    except Exception as err:  # nibabel raises several types for corrupt files
+        raise InputError(f"{dwi.dwi}: not a readable NIfTI image ({err})") from err
+    if len(img.shape) != 4:
+        raise InputError(f"{dwi.dwi}: expected a 4-D DWI series, got shape {img.shape}")
+    read_bval_bvec(dwi.bval, dwi.bvec, n_volumes=img.shape[3], image_name=Path(dwi.dwi).name)
+
+
 def _find_dseg(bids_dir: Path, subject: str, session: str | None) -> str | None:
     """A parcellation for the subject: first in the raw tree, then under ``derivatives/``."""
     pats = [f"sub-{subject}/**/sub-{subject}_*dseg.nii*",

@@ -86,3 +86,12 @@ def test_cuda_without_gpu(capsys, synthetic_bids, tmp_path):
     _one_line_error(capsys, [str(synthetic_bids), str(tmp_path / "out"), "participant",
                              "--device", "cuda", "--skip-bids-validation",
                              "-w", str(tmp_path / "w")], "no CUDA device")
+
+
+def test_gradient_table_mismatch_caught_up_front(capsys, make_examples, tmp_path):
+    root = make_examples.make_synthetic(tmp_path / "ds", n_subjects=1)
+    bval = (root / "dwi.bval").read_text().split()
+    (root / "dwi.bval").write_text(" ".join(bval[:-1]) + "\n")
+    _one_line_error(capsys, [str(root), str(tmp_path / "out"), "participant",
+                             "--skip-bids-validation", "-w", str(tmp_path / "w")],
+                    "dwi.bvec lists 63 directions but")
