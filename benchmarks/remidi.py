@@ -6,10 +6,13 @@ on that family's training split. MLP: signal → vertices, trained on signals si
 family's un-augmented training meshes. Ablations (on a bent axon, β = 0.3, τ = 0.5): number of
 directions 3/15/30/60 and diffusion times (Δ − δ) {5}, {5, 20}, {5, 20, 45}, {5, 20, 45, 95} ms.
 
-Run (full, ≈ see notes/issue-6.md for the time on 2 shared cores)::
+Run (full: ≈ 50 min on 2 shared cores, see notes/issue-6.md)::
 
-    python benchmarks/remidi.py --out table1.json
-    python benchmarks/remidi.py --quick          # a few minutes: 2 cases per row, 60 iterations
+    python benchmarks/remidi.py --ablations --out table1.json
+    python benchmarks/remidi.py --quick          # ≈ 8 min: 2 cases per row, 60 iterations
+
+Defaults vs the paper: 7 b-values (paper 21), 150 iterations (paper 750/1000), 40 eigenpairs,
+cosine warm restarts with T0 = 50; 30 directions and 3 sequences as the paper.
 
 Prints device, dtype, threads, the protocol used vs the paper's, wall time per reconstruction,
 and the table in markdown.
@@ -136,10 +139,13 @@ def main(argv=None) -> int:
     p.add_argument("--quick", action="store_true",
                    help="2 cases per row, 60 iterations, 7 b-values, small MLP set (minutes)")
     p.add_argument("--rows", default="bend,bead,fan", help="comma list of bend,bead,fan")
-    p.add_argument("--iterations", type=int, help="max iterations (default 250; paper 750/1000)")
-    p.add_argument("--n-b", type=int, help="b-values 0..10000 s/mm² (default 11; paper 21)")
+    p.add_argument("--iterations", type=int, help="max iterations (default 150; paper 750/1000)")
+    p.add_argument("--restart-period", type=int, default=50,
+                   help="cosine warm-restart period T0 (default 50)")
+    p.add_argument("--n-b", type=int, help="b-values 0..10000 s/mm² (default 7; paper 21)")
     p.add_argument("--n-dir", type=int, default=30, help="directions (default 30, as the paper)")
-    p.add_argument("--n-eig", type=int, default=None, help="fixed simulator eigenpairs")
+    p.add_argument("--n-eig", type=int, default=40, help="fixed simulator eigenpairs, for the "
+                   "reference signals too (default 40; the 1 µm cut-off keeps 87 on this mesh)")
     p.add_argument("--cases", type=int, help="test cases per row (default: all)")
     p.add_argument("--no-mlp", action="store_true", help="skip the MLP baseline")
     p.add_argument("--mlp-train", type=int, help="training signals per row (default: all "
@@ -165,8 +171,8 @@ def main(argv=None) -> int:
         args.abl_dirs = (3, 30)
     else:
         args.abl_dirs = (3, 15, 30, 60)
-    args.iterations = args.iterations or 250
-    args.n_b = args.n_b or 11
+    args.iterations = args.iterations or 150
+    args.n_b = args.n_b or 7
 
     def log(msg: str) -> None:
         print(msg, flush=True)
@@ -174,6 +180,7 @@ def main(argv=None) -> int:
     template = cylinder_mesh(3.0, 9.0)
     protocol = paper_protocol(n_b=args.n_b, n_dir=args.n_dir)
     cfg = ReconstructionConfig(n_iter=args.iterations, n_eig=args.n_eig,
+                               restart_period=args.restart_period,
                                patience=max(100, args.iterations // 3))
     log(f"# ReMiDi Table 1 — {platform.processor() or platform.machine()}, torch "
         f"{torch.__version__}, {torch.get_num_threads()} thread(s), float64 simulator, "
@@ -184,7 +191,7 @@ def main(argv=None) -> int:
         f"0..10000 s/mm² × {args.n_dir} directions (paper: 3 × 21 × 30)")
     log(f"# optimiser: {cfg.optimizer} lr {cfg.lr}, {cfg.scheduler} T0={cfg.restart_period}, "
         f"clip {cfg.grad_clip}, k={cfg.loss_scale}, ≤ {cfg.n_iter} iterations "
-        f"(paper: 750, fanning 1000)")
+        f"(paper: 750, fanning 1000); simulator n_eig={args.n_eig}")
     results: dict = {"args": {k: v for k, v in vars(args).items()}, "rows": [], "ablations": None}
     t0 = time.perf_counter()
     if not args.no_table:
