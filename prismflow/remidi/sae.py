@@ -98,6 +98,7 @@ class SpectralAutoEncoder(nn.Module):
         n_vert, k = phi.shape
         self.config = dict(sizes=tuple(sizes), channels=tuple(channels), latent_dim=latent_dim,
                            kernel_size=kernel_size)
+        self.meta: dict = {}  # training config and held-out errors (filled by training / loading)
         self.register_buffer("phi", phi.detach().to(torch.float32).clone())
         self.register_buffer("eigenvalues", eigenvalues.detach().to(torch.float64).clone())
         self.register_buffer("coef_mean", torch.zeros(k, 3))
@@ -316,7 +317,7 @@ def _load_file(path: Path) -> SpectralAutoEncoder:
                                 channels=tuple(cfg["channels"]), latent_dim=cfg["latent_dim"],
                                 kernel_size=cfg["kernel_size"])
     model.load_state_dict(sd)
-    model.meta = payload.get("meta", {})
+    model.meta = payload.get("meta", {})  # training config and held-out errors
     model.eval()
     return model
 
