@@ -2,7 +2,7 @@
 
 import pytest
 
-from conftest import make_tiny_phantom, summarise
+from baseline_data import make_tiny_phantom, summarise
 from prismflow.baselines import get_method
 
 

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from conftest import summarise
+from baseline_data import summarise
 from prismflow.baselines import get_method
 
 

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from conftest import EVALS, best_match_errors, make_tiny_phantom, needs_mrtrix, summarise
+from baseline_data import EVALS, best_match_errors, make_tiny_phantom, needs_mrtrix, summarise
 from prismflow.baselines import get_method
 from prismflow.baselines.peaks import angle_deg
 
@@ -32,7 +32,7 @@ def test_frame_mapping_on_known_oblique_fibre(truth):
     """A fibre at (1, 2, 2)/3 must come back there, not at its x-mirror (-1, 2, 2)/3."""
     from dipy.sims.voxel import multi_tensor
 
-    from conftest import make_acquisition
+    from baseline_data import make_acquisition
 
     acq = make_acquisition()
     d = np.array([1.0, 2.0, 2.0]) / 3.0

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import summarise
+from baseline_data import summarise
 from prismflow.baselines import get_method
 from prismflow.baselines.odffp import rotation_to_z
 
