@@ -123,7 +123,8 @@ def _tracking(ctx: Context, p: dict) -> None:
                              "max_length_mm", "peak_threshold")}
     add_baselines(ctx)
     if p["tracker"] == "mrtrix":   # tckgen FACT reads scanner-frame peaks
-        prism, baselines, task = ctx.prism_scanner_peaks, ctx.baseline_scanner_peaks, tt.TrackPeaksMrtrix
+        prism, baselines = ctx.prism_scanner_peaks, ctx.baseline_scanner_peaks
+        task = tt.TrackPeaksMrtrix
     else:                          # dipy EuDX works in the voxel (bvec) frame
         prism, baselines, task = ctx.prism_peaks, ctx.baseline_peaks, tt.TrackPeaks
     sel = workflow.add(tt.SelectPeaks(sources=list(p["sources"]), prism=prism,

@@ -6,8 +6,6 @@ splits over slabs and combines them (see :mod:`prismflow.workflows.actions`).
 
 from __future__ import annotations
 
-import typing as ty
-
 from fileformats.generic import File
 from pydra.compose import workflow
 

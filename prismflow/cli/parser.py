@@ -39,9 +39,9 @@ examples:
     prismflow /data/bids /data/derivatives/prismflow group
 
   One participant per Slurm array task (the recommended cluster pattern):
-    sbatch --array=0-99 --wrap 'prismflow /data/bids /data/out participant \\
-        --participant-label $(sed -n "$((SLURM_ARRAY_TASK_ID+2))p" /data/bids/participants.tsv | cut -f1) \\
-        -w /scratch/$USER/work_$SLURM_ARRAY_TASK_ID --nprocs $SLURM_CPUS_PER_TASK'
+    sbatch --array=1-100 --cpus-per-task=8 --wrap 'prismflow /data/bids /data/out participant \\
+        --participant-label $(sed -n "$((SLURM_ARRAY_TASK_ID+1))p" /data/bids/participants.tsv \\
+        | cut -f1) -w $TMPDIR/work --nprocs $SLURM_CPUS_PER_TASK --skip-bids-validation'
 
   List the shipped recipes and every recipe key with its unit:
     prismflow --help-recipes

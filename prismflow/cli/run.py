@@ -53,7 +53,8 @@ class RunConfig:
 
 
 def _setup_logging(verbose: int, quiet: bool) -> None:
-    level = logging.ERROR if quiet else (logging.WARNING, logging.INFO, logging.DEBUG)[min(verbose, 2)]
+    levels = (logging.WARNING, logging.INFO, logging.DEBUG)
+    level = logging.ERROR if quiet else levels[min(verbose, 2)]
     logging.basicConfig(level=level, format="%(asctime)s %(name)s %(levelname)s: %(message)s",
                         datefmt="%H:%M:%S")
     for noisy in ("pydra", "distributed", "nipype", "fsspec", "bids"):
@@ -177,7 +178,7 @@ def run_participant(args, cfg_kwargs: dict) -> int:
     from prismflow.io.bids import check_series, collect_inputs, open_layout, run_validator
     from prismflow.io.derivatives import init_derivatives
 
-    wf_pkg = import_workflows()  # noqa: F841
+    import_workflows()
     from prismflow.workflows.participant import ParticipantWorkflow
     from prismflow.workflows.recipes import load_recipe
 

@@ -119,7 +119,8 @@ def open_layout(bids_dir: Path, database_dir: Path, participant_labels=None):
     labels = sorted(participant_labels or [])
     key = hashlib.sha1(f"{bids_dir}|{','.join(labels)}".encode()).hexdigest()[:12]
     db = Path(database_dir) / f"bids_db_{key}"
-    indexer = BIDSLayoutIndexer(validate=False, ignore=[re.compile(r"(^/code|/\.)"), *_ignore_others(labels)])
+    ignore = [re.compile(r"(^/code|/\.)"), *_ignore_others(labels)]
+    indexer = BIDSLayoutIndexer(validate=False, ignore=ignore)
     try:
         layout = BIDSLayout(str(bids_dir), validate=False, indexer=indexer,
                             database_path=str(db), derivatives=False)
@@ -195,5 +196,6 @@ def collect_inputs(layout, participant_labels=None, session_ids=None,
         out.append(DwiInput(subject=ents["subject"], session=ents.get("session"),
                             dwi=f.path, bval=bval, bvec=bvec, entities=ents,
                             metadata=dict(layout.get_metadata(f.path)), dseg=dseg))
-    logger.info("found %d DWI series for %d participant(s)", len(out), len({d.subject for d in out}))
+    logger.info("found %d DWI series for %d participant(s)", len(out),
+                len({d.subject for d in out}))
     return out

@@ -65,7 +65,8 @@ def check_output_dir(output_dir: str | Path, bids_dir: Path) -> Path:
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as err:
-        raise InputError(f"{output_dir}: cannot create the output directory ({err.strerror})") from err
+        raise InputError(f"{output_dir}: cannot create the output directory "
+                         f"({err.strerror})") from err
     if not os.access(out, os.W_OK | os.X_OK):
         raise InputError(f"{output_dir}: output directory is not writable")
     return out
@@ -111,10 +112,9 @@ def write_derivative(src: str | Path, output_dir: Path, entities: dict, sidecar:
         shutil.copyfile(src, tmp)
         os.replace(tmp, dst)
     if sidecar is not None:
-        ext = entities.get("extension", "")
-        side = output_dir / derivative_path({**entities, "extension": ".json"}) if ext != ".json" else None
-        if side is not None:
-            save_json_atomic(sidecar, side)
+        if entities.get("extension") != ".json":
+            side = derivative_path({**entities, "extension": ".json"})
+            save_json_atomic(sidecar, output_dir / side)
     return dst
 
 

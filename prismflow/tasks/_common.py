@@ -44,7 +44,10 @@ def save_peaks(directions: np.ndarray, amplitudes: np.ndarray, affine, path) -> 
 
 
 def load_peaks(path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Inverse of :func:`save_peaks`: directions (X, Y, Z, K, 3), amplitudes (X, Y, Z, K), affine."""
+    """Inverse of :func:`save_peaks`.
+
+    Returns directions (X, Y, Z, K, 3), amplitudes (X, Y, Z, K) and the affine.
+    """
     img = nib.load(str(path))
     data = np.nan_to_num(np.asarray(img.dataobj, np.float64))
     X, Y, Z, C = data.shape

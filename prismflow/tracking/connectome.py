@@ -66,7 +66,8 @@ def connectome(streamlines, labels: np.ndarray, affine: np.ndarray, *, search_mm
 def save_connectome_csv(matrix: np.ndarray, label_ids, path) -> None:
     """Write the matrix as CSV with a header row and first column of label ids."""
     header = "label," + ",".join(str(int(x)) for x in label_ids)
-    rows = [f"{int(lab)}," + ",".join(str(int(v)) for v in row) for lab, row in zip(label_ids, matrix)]
+    rows = [f"{int(lab)}," + ",".join(str(int(v)) for v in row)
+            for lab, row in zip(label_ids, matrix)]
     with open(path, "w") as fh:
         fh.write(header + "\n" + "\n".join(rows) + "\n")
 

@@ -106,7 +106,8 @@ def track_peaks(directions: np.ndarray, amplitudes: np.ndarray, mask: np.ndarray
 
     start = time.perf_counter()
     mask = np.asarray(mask, bool)
-    pam = _peaks_and_metrics(np.asarray(directions, np.float64), np.asarray(amplitudes), cfg.peak_threshold)
+    pam = _peaks_and_metrics(np.asarray(directions, np.float64), np.asarray(amplitudes),
+                             cfg.peak_threshold)
     pam.ang_thr = float(cfg.angle_deg)
     if seed_mask is None:
         seed_mask = mask & (pam.peak_values[..., 0] > 0)
@@ -121,7 +122,8 @@ def track_peaks(directions: np.ndarray, amplitudes: np.ndarray, mask: np.ndarray
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
         gen = LocalTracking(pam, BinaryStoppingCriterion(mask.astype(np.uint8)), seeds, affine,
-                            step_size=cfg.step_mm, max_cross=1, maxlen=int(cfg.max_length_mm / cfg.step_mm),
+                            step_size=cfg.step_mm, max_cross=1,
+                            maxlen=int(cfg.max_length_mm / cfg.step_mm),
                             random_seed=max(1, int(seed)), return_all=True)
         sl = Streamlines(gen)
     lengths = np.asarray(list(length(sl))) if len(sl) else np.zeros(0)
