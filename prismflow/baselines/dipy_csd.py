@@ -69,7 +69,7 @@ class DipyCSD(BaselineMethod):
         info = {"shell_bval": float(np.round(np.median(sub_acq.bvals[~sub_acq.b0_mask]))),
                 "n_volumes": int(len(idx)), "sh_order_max": self.sh_order_max,
                 "response_source": source,
-                "response": {"evals_mm2_s": [float(x) for x in response[0]],
+                "response_function": {"evals_mm2_s": [float(x) for x in response[0]],
                              "s0": float(response[1])},
                 "amplitude": "FOD value at the peak"}
         return dirs, amps, info

@@ -32,6 +32,7 @@ import numpy as np
 
 from prismflow.io import Acquisition, InputError
 
+from ._cache import build_lock, default_cache_dir
 from .base import BaselineMethod
 from .peaks import apply_rule
 
@@ -77,11 +78,7 @@ class ForceMethod(BaselineMethod):
         self.n_neighbors = int(n_neighbors)
         self.num_cpus = int(num_cpus)
         self.seed = int(seed)
-        if cache_dir is None:
-            root = os.environ.get("PRISMFLOW_CACHE") or os.path.join(
-                os.path.expanduser("~"), ".cache", "prismflow")
-            cache_dir = os.path.join(root, "force")
-        self.cache_dir = cache_dir
+        self.cache_dir = default_cache_dir("force") if cache_dir is None else cache_dir
         self._model = None
         self._key_built = None
 
@@ -108,22 +105,27 @@ class ForceMethod(BaselineMethod):
             return 0.0
         t0 = time.perf_counter()
         gtab = acq.to_dipy()
-        path = Path(self.cache_dir) / f"force-{key}.npz" if self.cache_dir else None
-        if path is not None and path.is_file():
-            sims = load_force_simulations(str(path))
-            self._source = f"cache {path}"
-        else:
+        def generate():
             np.random.seed(self.seed)
-            sims = generate_force_simulations(
+            return generate_force_simulations(
                 gtab, num_simulations=self.library_size, num_cpus=self.num_cpus,
                 wm_threshold=self.wm_threshold, diffusivity_config=self.diffusivity_config(),
                 compute_dti=True, compute_dki=False, verbose=False)
-            self._source = "built"
-            if path is not None:
-                path.parent.mkdir(parents=True, exist_ok=True)
-                tmp = path.with_name(f"{path.stem}.tmp{os.getpid()}.npz")
-                save_force_simulations(sims, str(tmp))
-                os.replace(tmp, path)
+
+        if not self.cache_dir:
+            sims, self._source = generate(), "built (no cache)"
+        else:
+            path = Path(self.cache_dir) / f"force-{key}.npz"
+            with build_lock(path) as must_build:
+                if must_build:
+                    sims = generate()
+                    tmp = path.with_name(f"{path.stem}.tmp{os.getpid()}.npz")
+                    save_force_simulations(sims, str(tmp))
+                    os.replace(tmp, path)
+                    self._source = "built"
+                else:
+                    sims = load_force_simulations(str(path))
+                    self._source = f"cache {path}"
         self._model = FORCEModel(gtab, simulations=sims, penalty=self.penalty,
                                  n_neighbors=self.n_neighbors)
         self._key_built = key

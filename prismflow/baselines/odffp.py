@@ -37,6 +37,7 @@ import numpy as np
 
 from prismflow.io import Acquisition, InputError
 
+from ._cache import build_lock, default_cache_dir
 from .base import BaselineMethod
 from .peaks import apply_rule, peak_sphere
 
@@ -121,11 +122,7 @@ class ODFFingerprinting(BaselineMethod):
         self.matching_level = int(matching_level)
         self.seed = int(seed)
         self.batch_size = int(batch_size)
-        if cache_dir is None:
-            root = os.environ.get("PRISMFLOW_CACHE") or os.path.join(
-                os.path.expanduser("~"), ".cache", "prismflow")
-            cache_dir = os.path.join(root, "odffp")
-        self.cache_dir = cache_dir
+        self.cache_dir = default_cache_dir("odffp") if cache_dir is None else cache_dir
         self._dict = None
         self._dict_key = None
 
@@ -284,18 +281,20 @@ class ODFFingerprinting(BaselineMethod):
         key = self._key(acq)
         if self._dict_key == key:
             return 0.0
-        path = Path(self.cache_dir) / f"odffp-{key}.pt" if self.cache_dir else None
-        if path is not None and path.is_file():
-            self._dict = torch.load(path)
-            self._dict_source = f"cache {path}"
+        if not self.cache_dir:
+            self._dict, self._dict_source = self._build(acq), "built (no cache)"
         else:
-            self._dict = self._build(acq)
-            self._dict_source = "built"
-            if path is not None:
-                path.parent.mkdir(parents=True, exist_ok=True)
-                tmp = path.with_suffix(f".tmp{os.getpid()}")
-                torch.save(self._dict, tmp)
-                os.replace(tmp, path)
+            path = Path(self.cache_dir) / f"odffp-{key}.pt"
+            with build_lock(path) as must_build:
+                if must_build:
+                    self._dict = self._build(acq)
+                    tmp = path.with_suffix(f".tmp{os.getpid()}")
+                    torch.save(self._dict, tmp)
+                    os.replace(tmp, path)
+                    self._dict_source = "built"
+                else:
+                    self._dict = torch.load(path)
+                    self._dict_source = f"cache {path}"
         self._dict_key = key
         return time.perf_counter() - t0
 
