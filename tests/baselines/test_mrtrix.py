@@ -58,9 +58,14 @@ def test_oracle_response_matches_amp2response(truth):
     assert np.allclose(a, b, rtol=0.02, atol=0.5)
 
 
-def test_cross_check_dipy_vs_mrtrix_csd(truth):
-    """Same single-fibre voxels, same shell and response: dipy and MRtrix3 CSD agree."""
-    ph = make_tiny_phantom(n_single=40, n_cross=0, seed=6)
+@pytest.mark.parametrize("snr,max_between,max_err", [(None, 0.2, 0.2), (30.0, 1.0, 2.0)])
+def test_cross_check_dipy_vs_mrtrix_csd(truth, snr, max_between, max_err):
+    """Same single-fibre voxels, same shell and response: dipy and MRtrix3 CSD agree.
+
+    Noise-free they must coincide (both exact); at SNR 30 the two solvers (different
+    regularisation and constraint sets) see the same noise differently, by ≈ 0.5°.
+    """
+    ph = make_tiny_phantom(n_single=40, n_cross=0, snr=snr, seed=6)
     r_dipy = get_method("dipy-csd", response="oracle", oracle=truth).fit_peaks(
         ph.signal, ph.acquisition)
     r_mrt = get_method("mrtrix-csd", response="oracle", oracle=truth).fit_peaks(
@@ -68,7 +73,7 @@ def test_cross_check_dipy_vs_mrtrix_csd(truth):
     between = angle_deg(r_dipy.directions[:, 0], r_mrt.directions[:, 0])
     e_dipy = best_match_errors(r_dipy.directions, ph.true_dirs, ph.n_fibres)[:, 0]
     e_mrt = best_match_errors(r_mrt.directions, ph.true_dirs, ph.n_fibres)[:, 0]
-    print(f"dipy vs MRtrix3 CSD: mean angle between {between.mean():.3f} deg; "
-          f"errors {e_dipy.mean():.3f} / {e_mrt.mean():.3f} deg")
-    assert between.mean() < 0.5
-    assert e_dipy.mean() < 2.0 and e_mrt.mean() < 2.0
+    print(f"SNR {snr}: dipy vs MRtrix3 CSD mean angle between {between.mean():.3f} deg; "
+          f"errors vs truth {e_dipy.mean():.3f} / {e_mrt.mean():.3f} deg")
+    assert between.mean() < max_between
+    assert e_dipy.mean() < max_err and e_mrt.mean() < max_err
