@@ -148,6 +148,9 @@ def _write_mesh_atomic(path: Path, vertices, tetrahedra) -> None:
         meshio.write(tmp, meshio.Mesh(np.asarray(vertices, dtype=float),
                                       [("tetra", np.asarray(tetrahedra, dtype=np.int64))]),
                      file_format="vtu")
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600 files
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
