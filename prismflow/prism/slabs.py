@@ -21,7 +21,7 @@ from ..io.errors import InputError
 from ..io.gradients import Acquisition
 from .config import PrismConfig
 from .fixels import sort_fibres
-from .fit import estimate_noise_sigma, fit_patch
+from .fit import estimate_noise_sigma
 from .result import PrismFit
 
 log = logging.getLogger(__name__)
@@ -68,16 +68,31 @@ def plan_slabs(n_slices: int, *, slab_size: int = 30, overlap: int = 5, axis: in
     return [Slab(i, s, s + slab_size, axis) for i, s in enumerate(starts)]
 
 
+#: Memory of a slab worker that does not grow with its voxels (torch, imports, allocator), GiB.
+WORKER_OVERHEAD_GIB = 0.6
+
+
 def bytes_per_voxel(n_meas: int, n_fibres: int) -> int:
-    """Peak bytes one voxel costs in a fit (float32): ~10 (K, N) and ~6 (N,) work arrays."""
-    return 4 * n_meas * (10 * n_fibres + 6) + 1024
+    """Peak bytes one voxel adds to a slab fit (CPU), from measured peak RSS.
+
+    Calibrated on the brain phantom (N = 288, K = 3, paper defaults): peak RSS of a worker
+    grew by 12.96 kB per voxel (20k → 160k voxels), ≈ 45 bytes per measurement — the float64
+    copies of the data and of the prediction that the fit keeps (the fused kernel itself works
+    in fixed-size chunks). The model rounds that up: 46 B·N + 200 B·K + 1 kB.
+    """
+    return 46 * n_meas + 200 * n_fibres + 1024
 
 
 def slab_size_for_memory(mask: np.ndarray, n_meas: int, n_fibres: int, mem_gb: float, *,
                          axis: int = 2, overlap: int = 5) -> int:
-    """The thickest slab (slices) whose worst-case voxel count fits in ``mem_gb`` GiB."""
+    """The thickest slab (slices) whose worst-case voxel count fits in ``mem_gb`` GiB.
+
+    ``mem_gb`` is one worker's budget; :data:`WORKER_OVERHEAD_GIB` of it is reserved for the
+    worker's fixed overhead.
+    """
     per_slice = np.asarray(mask, dtype=bool).sum(axis=tuple(d for d in range(3) if d != axis))
-    budget = mem_gb * 2**30 / bytes_per_voxel(n_meas, n_fibres)
+    usable = max(mem_gb - WORKER_OVERHEAD_GIB, 0.05 * mem_gb)
+    budget = usable * 2**30 / bytes_per_voxel(n_meas, n_fibres)
     n = mask.shape[axis]
     best = overlap + 1
     for size in range(overlap + 1, n + 1):
@@ -88,10 +103,14 @@ def slab_size_for_memory(mask: np.ndarray, n_meas: int, n_fibres: int, mem_gb: f
     return best
 
 
-def fit_slab(dwi: np.ndarray, acq: Acquisition, mask: np.ndarray, slab: Slab,
-             cfg: PrismConfig, *, noise_sigma: float | None = None,
-             progress: bool = True) -> PrismFit | None:
-    """Fit one slab of a (X, Y, Z, N) volume; None when the slab has no mask voxel."""
+def slab_job(dwi: np.ndarray, mask: np.ndarray, slab: Slab, *, overlap: int = 5,
+             noise_sigma: float | None = None):
+    """The :class:`~prismflow.prism.parallel.SlabJob` of one slab (None when it has no voxel).
+
+    Only the slab's voxels are read from ``dwi`` (a memory map works), as float32.
+    """
+    from .parallel import SlabJob
+
     sub_mask = np.asarray(mask, dtype=bool)[slab.slicer()]
     if not sub_mask.any():
         return None
@@ -99,9 +118,26 @@ def fit_slab(dwi: np.ndarray, acq: Acquisition, mask: np.ndarray, slab: Slab,
     coords = list(np.nonzero(sub_mask))
     coords[slab.axis] = coords[slab.axis] + slab.start
     flat_global = np.ravel_multi_index(tuple(coords), mask.shape)
-    data = np.asarray(dwi[slab.slicer(4)])[sub_mask]
-    return fit_patch(data, acq, cfg, grid_mask=sub_mask, global_index=flat_global,
-                     noise_sigma=noise_sigma, desc=f"slab {slab.index} [{slab.start}:{slab.stop})", progress=progress)
+    data = np.asarray(dwi[slab.slicer(4)])[sub_mask].astype(np.float32, copy=False)
+    return SlabJob(slab.index, data, sub_mask, flat_global, slab.axis, overlap, noise_sigma,
+                   f"slab {slab.index} [{slab.start}:{slab.stop})")
+
+
+def fit_slab(dwi: np.ndarray, acq: Acquisition, mask: np.ndarray, slab: Slab,
+             cfg: PrismConfig, *, noise_sigma: float | None = None,
+             progress: bool = True, warm_start: str | None = None,
+             overlap: int = 5) -> PrismFit | None:
+    """Fit one slab of a (X, Y, Z, N) volume; None when the slab has no mask voxel.
+
+    On a CUDA out-of-memory error the slab is split in two (overlapping by ``overlap`` slices)
+    and retried, with one log line. ``warm_start``: see :func:`fit_volume`.
+    """
+    from .parallel import fit_job
+
+    job = slab_job(dwi, mask, slab, overlap=overlap, noise_sigma=noise_sigma)
+    if job is None:
+        return None
+    return fit_job(job, acq, cfg, progress=progress, warm_start=warm_start)
 
 
 def _best_permutation(ref: np.ndarray, ref_frac: np.ndarray, new: np.ndarray,
@@ -133,7 +169,7 @@ def stitch_slabs(parts: list[PrismFit | None], slabs: list[Slab], mask: np.ndarr
         raise InputError("the mask is empty: no voxel to fit")
     k, n = first.n_fibres, first.predicted.shape[1]
     acc = {"w": np.zeros(nv), "s0": np.zeros(nv), "fractions": np.zeros((nv, 3 + k)),
-           "f_in": np.zeros((nv, k)), "predicted": np.zeros((nv, n)), "bias": np.zeros(nv),
+           "f_in": np.zeros((nv, k)), "predicted": np.zeros((nv, n), dtype=np.float32), "bias": np.zeros(nv),
            "residual_rms": np.zeros(nv), "dirs": np.zeros((nv, k, 3))}
     ref = np.zeros((nv, k, 3))
     ref_frac = np.zeros((nv, k))
@@ -190,12 +226,26 @@ def stitch_slabs(parts: list[PrismFit | None], slabs: list[Slab], mask: np.ndarr
 
 def fit_volume(dwi: np.ndarray, acq: Acquisition, mask: np.ndarray | None, cfg: PrismConfig, *,
                slab_size: int | None = 30, overlap: int = 5, axis: int = 2,
-               mem_gb: float | None = None, progress: bool = True) -> PrismFit:
+               mem_gb: float | None = None, progress: bool = True, workers: int | None = None,
+               warm_start: str | None = None) -> PrismFit:
     """Fit a (X, Y, Z, N) volume slab by slab and stitch the slabs.
 
-    ``slab_size=None`` with ``mem_gb`` derives the slab thickness from the memory budget.
+    Parameters
+    ----------
+    slab_size : slices per slab (the paper: 30); None derives it from the memory budget alone.
+    mem_gb : memory budget of the fit, GiB (default: half the free RAM, or 80 % of the free
+        device memory on CUDA). Slabs are made thinner than ``slab_size`` when a slab would
+        not fit: the worst slab's voxels × :func:`bytes_per_voxel` × workers stays under it.
+    workers : CPU worker processes fitting slabs in parallel (default: cores, slabs and
+        budget permitting; threads per worker = cores // workers). CUDA uses one.
+    warm_start : None (random start, the paper) or a method of
+        :func:`prismflow.prism.warmstart.warm_start_init` (e.g. ``"sd"``).
     """
-    dwi = np.asarray(dwi)
+    from .fit import resolve_device
+    from .memory import default_budget_gib, peak_rss_gib
+    from .parallel import plan_workers, run_jobs
+
+    dwi = dwi if isinstance(dwi, np.ndarray) else np.asarray(dwi)
     if dwi.ndim != 4:
         raise InputError(f"dwi must be 4-D (X, Y, Z, N); got shape {dwi.shape}")
     if dwi.shape[3] != len(acq):
@@ -203,18 +253,56 @@ def fit_volume(dwi: np.ndarray, acq: Acquisition, mask: np.ndarray | None, cfg: 
     mask = np.ones(dwi.shape[:3], dtype=bool) if mask is None else np.asarray(mask, dtype=bool)
     if mask.shape != dwi.shape[:3]:
         raise InputError(f"mask shape {mask.shape} does not match the image {dwi.shape[:3]}")
-    if slab_size is None:
-        if mem_gb is None:
-            raise ValueError("give slab_size or mem_gb")
-        slab_size = slab_size_for_memory(mask, len(acq), cfg.n_fibres, mem_gb, axis=axis, overlap=overlap)
-    slabs = plan_slabs(dwi.shape[axis], slab_size=slab_size, overlap=overlap, axis=axis)
-    log.info("fitting %d voxels in %d slab(s) of %d slices (overlap %d) on %s",
-             int(mask.sum()), len(slabs), slab_size, overlap, cfg.device)
+    if not mask.any():
+        raise InputError("the mask is empty: no voxel to fit")
+    device = resolve_device(cfg.device)
+    budget = float(mem_gb) if mem_gb is not None else default_budget_gib(device)
+    n_meas, k = len(acq), cfg.n_fibres
+    per_slice = mask.sum(axis=tuple(d for d in range(3) if d != axis))
+    want = slab_size if slab_size is not None else mask.shape[axis]
+    want = max(overlap + 1, min(int(want), mask.shape[axis]))
+    worst = np.convolve(per_slice, np.ones(want), mode="valid").max()
+    n_slabs_guess = len(plan_slabs(dwi.shape[axis], slab_size=want, overlap=overlap, axis=axis))
+    n_workers, threads = plan_workers(n_slabs_guess, device, workers, budget,
+                                      worst * bytes_per_voxel(n_meas, k) / 2**30 + WORKER_OVERHEAD_GIB,
+                                      n_voxels=int(mask.sum()))
+    cap = slab_size_for_memory(mask, n_meas, k, budget / n_workers, axis=axis, overlap=overlap)
+    if cap < want:
+        log.info("memory budget %.2f GiB over %d worker(s): slabs of %d slices instead of %d",
+                 budget, n_workers, cap, want)
+    size = min(want, cap)
+    slabs = plan_slabs(dwi.shape[axis], slab_size=size, overlap=overlap, axis=axis)
+    n_workers = min(n_workers, len(slabs))
+    log.info("fitting %d voxels in %d slab(s) of %d slices (overlap %d) on %s: %d worker(s) × %d "
+             "thread(s), budget %.2f GiB", int(mask.sum()), len(slabs), size, overlap, device,
+             n_workers, threads, budget)
     t0 = time.perf_counter()
-    sigma = estimate_noise_sigma(np.asarray(dwi)[mask], acq, cfg.calibration.sigma_init)
-    parts = [fit_slab(dwi, acq, mask, s, cfg, noise_sigma=sigma, progress=progress) for s in slabs]
+    sigma = estimate_noise_sigma(_masked_sample(dwi, mask), acq, cfg.calibration.sigma_init)
+    fits = run_jobs(lambda i: slab_job(dwi, mask, slabs[i], overlap=overlap, noise_sigma=sigma),
+                    len(slabs), acq, cfg, workers=n_workers, threads=threads, device=device,
+                    progress=progress, warm_start=warm_start)
+    parts = [fits.get(i) for i in range(len(slabs))]
     fit = stitch_slabs(parts, slabs, mask, overlap)
     fit.info["wall_seconds"] = time.perf_counter() - t0
-    fit.info["slab_size"], fit.info["slab_overlap"] = slab_size, overlap
+    fit.info["slab_size"], fit.info["slab_overlap"] = size, overlap
+    fit.info.update(workers=n_workers, threads=threads, mem_gb=budget, device=str(device),
+                    warm_start=warm_start,
+                    worker_peak_rss_gib=max(p.info.get("peak_rss_gib", 0.0) for p in parts if p),
+                    peak_rss_gib=peak_rss_gib(),
+                    oom_splits=sum(p.info.get("oom_splits", 0) for p in parts if p))
     log.info("fitted %d voxels in %.1f s", int(mask.sum()), fit.info["wall_seconds"])
     return fit
+
+
+def _masked_sample(dwi: np.ndarray, mask: np.ndarray, max_voxels: int = 200_000) -> np.ndarray:
+    """(≤ max_voxels, N) evenly spaced brain voxels, read slab by slab (for the global σ).
+
+    Reading the whole masked volume at once would hold a second copy of it in memory.
+    """
+    idx = np.flatnonzero(mask)
+    step = max(1, idx.size // max_voxels)
+    pick = np.zeros(mask.size, dtype=bool)
+    pick[idx[::step]] = True
+    pick = pick.reshape(mask.shape)
+    rows = [np.asarray(dwi[:, :, z])[pick[:, :, z]] for z in range(mask.shape[2]) if pick[:, :, z].any()]
+    return np.concatenate(rows).astype(np.float64)
