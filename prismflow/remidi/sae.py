@@ -375,6 +375,9 @@ def load_sae(
     cfg = config or SAETrainConfig(kind=kind)
     logger.warning("training the %s SAE (first use; cached afterwards)", kind)
     model, _ = train_from_config(cfg)
+    if not model.matches_mesh(tetrahedra, n_vertices):
+        raise ValueError("SAE training uses the default cylinder_mesh(3, 9); this connectivity "
+                         "differs — train on your own meshes with train_sae()")
     try:
         save_sae(model, sae_cache_dir() / name, meta=model.meta)
     except OSError as err:  # read-only home: keep the in-memory model

@@ -79,3 +79,28 @@ def test_recon_shipped_sae_is_reproducible_from_its_seed(kind):
     cfg = SAETrainConfig(**shipped.meta["train_config"])
     _, hist = train_from_config(cfg)
     assert hist["test_rmse_um"] == pytest.approx(shipped.meta["test_rmse_um"], rel=0.05)
+
+
+def test_recon_sae_trained_on_first_use_and_cached(setup, tmp_path, monkeypatch):
+    """Without shipped weights (e.g. a wheel without package data) the SAE is trained once and
+    cached under $PRISMFLOW_CACHE; weights for another connectivity are ignored."""
+    import prismflow.remidi.sae as sae_mod
+    from prismflow.remidi.sae import SAETrainConfig
+
+    mesh, v, _ = setup
+    monkeypatch.setattr(sae_mod, "_DATA_DIR", tmp_path / "nothing-shipped")
+    monkeypatch.setenv("PRISMFLOW_CACHE", str(tmp_path / "cache"))
+    with pytest.raises(FileNotFoundError):
+        load_sae("fan", train_if_missing=False)
+    cfg = SAETrainConfig(kind="fan", epochs=20)
+    first = load_sae("fan", config=cfg)
+    cached = tmp_path / "cache" / "sae-fan.pt"
+    assert cached.is_file()
+    again = load_sae("fan", train_if_missing=False)
+    z = torch.zeros(16)
+    torch.testing.assert_close(again.decode_mesh(z), first.decode_mesh(z))
+    # the cached basis does not fit a different connectivity: refused
+    other = cylinder_mesh(3.0, 9.0, n_vertices=200)
+    with pytest.raises(FileNotFoundError):
+        load_sae("fan", tetrahedra=other.tetrahedra, n_vertices=other.vertices.shape[0],
+                 train_if_missing=False)
