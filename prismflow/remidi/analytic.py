@@ -23,13 +23,21 @@ Neuman CH (1974) J Chem Phys 60:4508. van Gelderen P et al. (1994) J Magn Reson 
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
 import scipy.special as ssp
 import torch
 
+from ._blas import blas_threads
 from .sequences import Waveform
+
+@functools.lru_cache(maxsize=8)
+def _gauss_legendre(n: int):
+    with blas_threads(1):  # numpy's eigvalsh on a busy machine otherwise crawls
+        return np.polynomial.legendre.leggauss(n)
+
 
 __all__ = ["disk_basis", "interval_basis", "mf_signal", "cylinder_signal",
            "gaussian_phase_cylinder_perpendicular"]
@@ -55,7 +63,7 @@ def disk_basis(radius_um: float, diffusivity_um2_ms: float, alpha_max: float = 4
         modes.extend((n, a) for a in zs)
         n += 1
     R = float(radius_um)
-    xq, wq = np.polynomial.legendre.leggauss(n_quad)
+    xq, wq = _gauss_legendre(n_quad)
     r = 0.5 * R * (xq + 1.0)
     w = 0.5 * R * wq
     K = len(modes)
@@ -84,7 +92,7 @@ def interval_basis(length_um: float, diffusivity_um2_ms: float, n_modes: int = 8
                    n_quad: int = 600):
     """Neumann cosine basis of [−L/2, L/2]: (λ (K,) 1/ms, W_z (K, K) µm, c (K,))."""
     L = float(length_um)
-    xq, wq = np.polynomial.legendre.leggauss(n_quad)
+    xq, wq = _gauss_legendre(n_quad)
     z = 0.5 * L * xq
     w = 0.5 * L * wq
     k = np.arange(n_modes)

@@ -32,6 +32,7 @@ import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 import torch
 
+from ._blas import blas_threads
 from .fem import assemble_dense, assemble_scipy
 
 logger = logging.getLogger(__name__)
@@ -74,14 +75,16 @@ def _dense(A: torch.Tensor, M: torch.Tensor):
 
 
 def _sparse(A: sp.csr_matrix, M: sp.csr_matrix, k: int, sigma: float):
-    k = min(k, A.shape[0] - 2)
-    lam, phi = spla.eigsh(A.tocsc(), k=k, M=M.tocsc(), sigma=sigma, which="LM", tol=1e-12)
-    order = np.argsort(lam)
-    lam, phi = lam[order], phi[:, order]
-    # re-M-orthonormalise (eigsh returns M-orthonormal vectors up to its tolerance)
-    G = phi.T @ (M @ phi)
-    L = np.linalg.cholesky(0.5 * (G + G.T))
-    phi = np.linalg.solve(L, phi.T).T
+    """Smallest k + 1 eigenpairs by shift-invert Lanczos (the extra one bounds the gap)."""
+    kk = min(k + 1, A.shape[0] - 2)
+    with blas_threads(1):
+        lam, phi = spla.eigsh(A.tocsc(), k=kk, M=M.tocsc(), sigma=sigma, which="LM", tol=1e-12)
+        order = np.argsort(lam)
+        lam, phi = lam[order], phi[:, order]
+        # re-M-orthonormalise (eigsh returns M-orthonormal vectors up to its tolerance)
+        G = phi.T @ (M @ phi)
+        L = np.linalg.cholesky(0.5 * (G + G.T))
+        phi = np.linalg.solve(L, phi.T).T
     return lam, phi
 
 
@@ -112,9 +115,22 @@ class SubspaceEig(torch.autograd.Function):
                 if A_itf is not None:
                     A = A + assemble_scipy(itf_index, A_itf, n)
                 M = assemble_scipy(index, M_blocks, n)
-                lam, phi = _sparse(A, M, k, sigma)
+                if k <= 0:  # cut-off mode: sigma holds λ_cut, −k the first guess of the count
+                    lam_cut, k_try = sigma, max(-k, 8)
+                    while True:
+                        lam_x, phi_x = _sparse(A, M, k_try, -1e-3 * lam_cut)
+                        if lam_x[-1] > lam_cut * 1.0001 or lam_x.size >= n - 2:
+                            break
+                        k_try = int(k_try * max(1.3, 1.15 * (lam_cut / max(
+                            lam_x[-1], 1e-300)) ** 1.5)) + 8
+                    k = min(cutoff_count(lam_x, lam_cut, _gap_tol(lam_x[lam_x <= lam_cut],
+                                                                  gap_rel)), lam_x.size - 1)
+                else:
+                    lam_x, phi_x = _sparse(A, M, k, sigma)
+                lam, phi = lam_x[:k], phi_x[:, :k]
+                lam_next = float(lam_x[k]) if lam_x.size > k else float("inf")
                 ctx.dense = None
-                ctx.sparse = (A, M)
+                ctx.sparse = (A, M, lam_next)
         k = lam.shape[0]
         ctx.k, ctx.n, ctx.gap_rel = k, n, gap_rel
         ctx.index, ctx.itf_index = index, itf_index
@@ -158,9 +174,14 @@ class SubspaceEig(torch.autograd.Function):
                 U_A = U_A + Z
                 U_M = U_M - Z * lam_t[None, :]
         else:
-            A, M = ctx.sparse
-            Z = torch.as_tensor(_adjoint_solves(A, M, lam, phi_t.numpy(), Pb.numpy(),
-                                                lab.numpy()))
+            A, M, lam_next = ctx.sparse
+            if lam_next - lam[-1] <= tol:
+                warnings.warn("the eigenpair truncation splits a cluster of (near-)equal "
+                              "eigenvalues; gradients across the cut are inaccurate",
+                              RuntimeWarning, stacklevel=2)
+            with blas_threads(1):
+                Z = torch.as_tensor(_adjoint_solves(A, M, lam, phi_t.numpy(), Pb.numpy(),
+                                                    lam_next))
             U_A = U_A + Z
             U_M = U_M - Z * lam_t[None, :]
         idx = ctx.index
@@ -174,35 +195,74 @@ class SubspaceEig(torch.autograd.Function):
         return A_bar, M_bar, itf_bar, None, None, None, None, None, None, None
 
 
-def _adjoint_solves(A, M, lam, phi, Pb, lab):
-    """Z[:, j] = Σ_{discarded i} φ_i (φ_iᵀ φ̄_j)/(λ_j − λ_i), by shifted sparse solves."""
+def _adjoint_solves(A, M, lam, phi, Pb, lam_next, *, kappa: float = 4.0, rtol: float = 1e-10,
+                    max_iter: int = 500):
+    """Z[:, j] = Σ_{discarded i} φ_i (φ_iᵀ φ̄_j)/(λ_j − λ_i), without the discarded pairs.
+
+    Z[:, j] solves (A − λ_j M) z = −(I − MΦΦᵀ) φ̄_j with Φᵀ M z = 0; on that M-orthogonal
+    complement A − λ_j M is positive definite (all discarded λ_i > λ_j), so the columns are
+    solved together by preconditioned conjugate gradients. Preconditioner: a sparse LU of
+    A − σM, with a few shifts σ chosen so that the preconditioned condition number is at most
+    ``kappa`` for every column: (λ_next − σ)/(λ_next − λ_j) ≤ κ.
+    """
     n, k = phi.shape
     MPhi = M @ phi
     rhs = -(Pb - MPhi @ (phi.T @ Pb))
     Z = np.zeros_like(phi)
-    scale = max(abs(lam).max(), 1e-300)
-    for c in np.unique(lab):
-        cols = np.nonzero(lab == c)[0]
-        sigma = lam[cols].mean() + 1e-7 * scale
+    if not np.isfinite(lam_next):
+        lam_next = lam[-1] + max(abs(lam[-1]), 1.0)
+    gaps = lam_next - lam
+    order = np.argsort(-gaps)  # easiest (largest gap) first
+    start = 0
+    while start < k:
+        j0 = order[start]
+        sigma = lam[j0] - 1e-3 * gaps[j0]
+        span = lam_next - sigma
+        group = [j for j in order[start:] if span / gaps[j] <= kappa]
+        group = group or [j0]
+        start += len(group)
+        cols = np.asarray(group)
         lu = spla.splu((A - sigma * M).tocsc())
-        for j in cols:
-            b = rhs[:, j]
-            z = lu.solve(b)
-            z -= phi @ (MPhi.T @ z)
-            r = b - (A @ z - lam[j] * (M @ z))
-            z += lu.solve(r)
-            z -= phi @ (MPhi.T @ z)
-            Z[:, j] = z
+
+        def prec(R):
+            Y = lu.solve(R)
+            return Y - phi @ (MPhi.T @ Y)
+
+        lam_c = lam[cols][None, :]
+        B = rhs[:, cols]
+        X = np.zeros_like(B)
+        R = B.copy()
+        Y = prec(R)
+        P = Y.copy()
+        ry = np.sum(R * Y, axis=0)
+        bnorm = np.linalg.norm(B, axis=0) + 1e-300
+        for _ in range(max_iter):
+            AP = A @ P - (M @ P) * lam_c
+            alpha = ry / np.sum(P * AP, axis=0)
+            X += P * alpha
+            R -= AP * alpha
+            R -= MPhi @ (phi.T @ R)
+            if np.all(np.linalg.norm(R, axis=0) <= rtol * bnorm):
+                break
+            Y = prec(R)
+            ry_new = np.sum(R * Y, axis=0)
+            P = Y + P * (ry_new / ry)
+            ry = ry_new
+        else:
+            logger.warning("eigen adjoint: PCG did not reach rtol=%g in %d iterations",
+                           rtol, max_iter)
+        Z[:, cols] = X - phi @ (MPhi.T @ X)
     return Z
 
 
 def generalized_eigh(A_blocks, M_blocks, index, n, k, *, A_itf=None, itf_index=None,
                      method: str = "auto", gap_rel: float = 1e-6, sigma: float | None = None,
-                     lam_cut: float | None = None):
+                     lam_cut: float | None = None, k_guess: int | None = None):
     """Smallest ``k`` eigenpairs (λ ascending (k,), Φ (n, k), Φᵀ M Φ = I), differentiable.
 
     With ``k=None`` all eigenpairs with λ ≤ ``lam_cut`` are kept, extended so that no cluster
-    of (near-)equal eigenvalues is split.
+    of (near-)equal eigenvalues is split (``k_guess``: a first guess of that count for the
+    sparse path, e.g. from Weyl's law).
 
     ``method``: "dense", "sparse" or "auto" (dense up to :data:`DENSE_MAX` vertices).
     ``sigma``: shift for the sparse shift-invert (default: slightly below 0).
@@ -215,10 +275,8 @@ def generalized_eigh(A_blocks, M_blocks, index, n, k, *, A_itf=None, itf_index=N
     if k is None:
         if lam_cut is None:
             raise ValueError("give the eigenpair count k or the cut-off eigenvalue lam_cut")
-        if method == "dense":
-            return SubspaceEig.apply(A_blocks, M_blocks, A_itf, index, itf_index, n, -1,
-                                     method, gap_rel, float(lam_cut))
-        k = _sparse_count(A_blocks, M_blocks, A_itf, index, itf_index, n, lam_cut, gap_rel)
+        return SubspaceEig.apply(A_blocks, M_blocks, A_itf, index, itf_index, n,
+                                 -max(int(k_guess or 0), 1), method, gap_rel, float(lam_cut))
     if not 1 <= k <= n:
         raise ValueError(f"need 1 <= k <= {n} eigenpairs; got {k}")
     if method == "sparse" and sigma is None:
@@ -229,19 +287,3 @@ def generalized_eigh(A_blocks, M_blocks, index, n, k, *, A_itf=None, itf_index=N
     return SubspaceEig.apply(A_blocks, M_blocks, A_itf, index, itf_index, n, k, method,
                              gap_rel, sigma)
 
-
-def _sparse_count(A_blocks, M_blocks, A_itf, index, itf_index, n, lam_cut, gap_rel) -> int:
-    """Number of eigenvalues ≤ lam_cut (clusters not split), by growing shift-invert solves."""
-    A = assemble_scipy(index, A_blocks, n)
-    if A_itf is not None:
-        A = A + assemble_scipy(itf_index, A_itf, n)
-    M = assemble_scipy(index, M_blocks, n)
-    k = 32
-    sigma = -1e-3 * lam_cut
-    while True:
-        k = min(k, n - 2)
-        lam = np.sort(spla.eigsh(A.tocsc(), k=k, M=M.tocsc(), sigma=sigma, which="LM",
-                                 return_eigenvectors=False, tol=1e-10))
-        if lam[-1] > lam_cut * 1.0001 or k >= n - 2:
-            return cutoff_count(lam, lam_cut, _gap_tol(lam[lam <= lam_cut], gap_rel))
-        k = int(k * 1.6) + 8

@@ -137,18 +137,22 @@ def project_operators(mesh, diffusivity_mm2_s=2e-3, n_eig: int | None = None,
     n = blocks.n_vertices
     if method == "auto":
         method = "dense" if n <= DENSE_MAX else "sparse"
-    lam_cut = None
+    lam_cut = k_guess = None
     if n_eig is None:
         ell = 1.0 if length_scale_um is None else float(length_scale_um)
         if ell <= 0:
             raise InputError(f"length_scale_um must be > 0; got {ell}")
         lam_cut = _lambda_cut(diffusivity_mm2_s, ell)
+        # Weyl's law: N(λ) ≈ V λ^{3/2} / (6π² D^{3/2}), with a margin
+        d_max = float(np.max(np.atleast_1d(np.asarray(diffusivity_mm2_s)))) * D_SCALE
+        vol = float(blocks.M.detach().sum())
+        k_guess = int(1.3 * vol * lam_cut ** 1.5 / (6 * math.pi ** 2 * d_max ** 1.5)) + 16
     elif not 1 <= int(n_eig) <= n:
         raise InputError(f"n_eig must be in 1..{n} for this mesh; got {n_eig}")
     lam_np, phi = generalized_eigh(blocks.S, blocks.M, blocks.tetrahedra, n,
                                    None if n_eig is None else int(n_eig), A_itf=blocks.Q,
                                    itf_index=blocks.Q_index, method=method, gap_rel=gap_rel,
-                                   lam_cut=lam_cut)
+                                   lam_cut=lam_cut, k_guess=k_guess)
     n_eig = int(lam_np.shape[0])
     lam_np = lam_np.detach().numpy()
     idx = blocks.tetrahedra
@@ -241,30 +245,36 @@ class _Chebyshev(torch.autograd.Function):
             lam_bar.add_((b_next * tj).sum(dim=(0, 2, 3)), alpha=f)
             if has_pairs:
                 pv_bar.add_((b_next[:, pi] * tj[:, pj]).sum(dim=(0, 2, 3)), alpha=f)
-            torch.mul(tj[:, :, 1], -s_, out=zs[:, :, 0])
-            torch.mul(tj[:, :, 0], s_, out=zs[:, :, 1])
-            W_bar.baddbmm_(b_next.reshape(nd, k, 2 * C), zs.reshape(nd, k, 2 * C).transpose(1, 2),
-                           alpha=f)
+            if W_.numel():
+                torch.mul(tj[:, :, 1], -s_, out=zs[:, :, 0])
+                torch.mul(tj[:, :, 0], s_, out=zs[:, :, 1])
+                W_bar.baddbmm_(b_next.reshape(nd, k, 2 * C),
+                               zs.reshape(nd, k, 2 * C).transpose(1, 2), alpha=f)
             # B_j = a_j ȳ + w Xᵀ B_{j+1} − B_{j+2}
             bj = torch.empty_like(b_next)
             _apply_X(bj, b_next, b_next2, w, scale, lam_, pv, W_, pairs, s_, transpose=True)
             bj.addcmul_(ybar, a[j])
             b_next2, b_next = b_next, bj
-        return b_next, lam_bar, pv_bar if has_pairs else None, W_bar, None, None, None, None
+        return (b_next, lam_bar, pv_bar if has_pairs else None, W_bar if W_.numel() else None,
+                None, None, None, None)
 
 
 def _apply_X(out, t, t_prev, w, scale, lam, pv, W, pairs, s, *, transpose: bool):
     """out = w·(scale·K − I) t − t_prev (or with Kᵀ: s → −s, pairs transposed), in place."""
     nd, k, _, C = t.shape
-    wt = torch.matmul(W, t.reshape(nd, k, 2 * C)).reshape(nd, k, 2, C)
     torch.mul(t, (w * (scale * lam - 1.0))[None, :, None, None], out=out)
     if t_prev is not None:
         out.sub_(t_prev)
-    ws = (w * scale) * s
-    if transpose:
+    if W.numel() == 0:  # no gradient in this segment
+        pass
+    elif transpose:
+        wt = torch.matmul(W, t.reshape(nd, k, 2 * C)).reshape(nd, k, 2, C)
+        ws = (w * scale) * s
         out[:, :, 0].addcmul_(wt[:, :, 1], ws)
         out[:, :, 1].addcmul_(wt[:, :, 0], ws, value=-1.0)
     else:
+        wt = torch.matmul(W, t.reshape(nd, k, 2 * C)).reshape(nd, k, 2, C)
+        ws = (w * scale) * s
         out[:, :, 0].addcmul_(wt[:, :, 1], ws, value=-1.0)
         out[:, :, 1].addcmul_(wt[:, :, 0], ws)
     if pairs.numel():
@@ -342,6 +352,8 @@ def _propagate(ops, Wu, v, tau: torch.Tensor, s: torch.Tensor, r: float, hi: flo
         else:
             break
     coeffs = torch.as_tensor(_cheb_coeffs(c_all / n_sub, m))  # (m+1, C)
+    if s_max == 0.0:
+        Wu = Wu.new_zeros((0,))
     for _ in range(n_sub):
         v = _Chebyshev.apply(v, ops.lam, ops.pvals, Wu, ops.pairs, s.to(torch.float64),
                              coeffs, 2.0 / hi)
