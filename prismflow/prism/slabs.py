@@ -87,12 +87,11 @@ def slab_size_for_memory(mask: np.ndarray, n_meas: int, n_fibres: int, mem_gb: f
                          axis: int = 2, overlap: int = 5) -> int:
     """The thickest slab (slices) whose worst-case voxel count fits in ``mem_gb`` GiB.
 
-    ``mem_gb`` is one worker's budget; :data:`WORKER_OVERHEAD_GIB` of it is reserved for the
-    worker's fixed overhead.
+    ``mem_gb`` is what one worker may spend on its voxels (:func:`fit_volume` takes the
+    worker's fixed :data:`WORKER_OVERHEAD_GIB` off its budget first).
     """
     per_slice = np.asarray(mask, dtype=bool).sum(axis=tuple(d for d in range(3) if d != axis))
-    usable = max(mem_gb - WORKER_OVERHEAD_GIB, 0.05 * mem_gb)
-    budget = usable * 2**30 / bytes_per_voxel(n_meas, n_fibres)
+    budget = mem_gb * 2**30 / bytes_per_voxel(n_meas, n_fibres)
     n = mask.shape[axis]
     best = overlap + 1
     for size in range(overlap + 1, n + 1):
@@ -266,7 +265,9 @@ def fit_volume(dwi: np.ndarray, acq: Acquisition, mask: np.ndarray | None, cfg: 
     n_workers, threads = plan_workers(n_slabs_guess, device, workers, budget,
                                       worst * bytes_per_voxel(n_meas, k) / 2**30 + WORKER_OVERHEAD_GIB,
                                       n_voxels=int(mask.sum()))
-    cap = slab_size_for_memory(mask, n_meas, k, budget / n_workers, axis=axis, overlap=overlap)
+    per_worker = budget / n_workers
+    usable = max(per_worker - WORKER_OVERHEAD_GIB, 0.25 * per_worker)
+    cap = slab_size_for_memory(mask, n_meas, k, usable, axis=axis, overlap=overlap)
     if cap < want:
         log.info("memory budget %.2f GiB over %d worker(s): slabs of %d slices instead of %d",
                  budget, n_workers, cap, want)
