@@ -82,11 +82,13 @@ def _prism(ctx: Context, p: dict) -> None:
     overlap = ctx.slab_overlap if ctx.slab_overlap is not None else p["slab_overlap_vox"]
     config = {"n_fibres": p["n_fibres"], "n_iter": p["n_iter"], "loss": p["loss"],
               "seed": ctx.seed, "device": ctx.device, **p["options"]}
-    plan = workflow.add(tpr.PlanSlabs(mask=ctx.mask, slab_size=size, overlap=overlap),
+    plan = workflow.add(tpr.PlanSlabs(dwi=ctx.dwi, bval=ctx.bval, bvec=ctx.bvec, mask=ctx.mask,
+                                      config=config, slab_size=size, overlap=overlap),
                         name="plan_slabs")
     fit = workflow.add(
         tpr.FitSlab(dwi=ctx.dwi, bval=ctx.bval, bvec=ctx.bvec, mask=ctx.mask, config=config,
-                    slab_size=size, overlap=overlap, n_threads=ctx.n_threads)
+                    noise_sigma=plan.noise_sigma, slab_size=size, overlap=overlap,
+                    n_threads=ctx.n_threads)
         .split(slab_index=plan.slab_indices).combine("slab_index"),
         name="fit_slab")
     st = workflow.add(tpr.StitchSlabs(parts=fit.part, dwi=ctx.dwi, mask=ctx.mask, config=config,

@@ -41,7 +41,8 @@ def PrepareDwi(in_dwi: File, in_bval: File, in_bvec: File, mask_method: str = "m
     data, acq, affine = load_series(in_dwi, in_bval, in_bvec)
     mask = brain_mask(data, acq.b0_mask, method=mask_method,
                       median_radius_vox=median_radius_vox, numpass=numpass)
-    dwi = save_nifti_atomic(data, affine, Path("dwi.nii.gz").absolute())
+    # uncompressed, so that each slab job reads only its slices (memory map)
+    dwi = save_nifti_atomic(data, affine, Path("dwi.nii").absolute())
     write_bval_bvec(acq, "dwi.bval", "dwi.bvec")
     m = save_nifti_atomic(mask.astype(np.uint8), affine, Path("mask.nii.gz").absolute())
     logger.info("%s: %d voxels in the brain mask", Path(in_dwi).name, int(mask.sum()))

@@ -40,28 +40,51 @@ def prism_config(config: dict):
     return PrismConfig.for_volume(**config)
 
 
-@python.define(outputs=["slab_indices"])
-def PlanSlabs(mask: File, slab_size: int = 30, overlap: int = 5) -> list[int]:
-    """Indices of the overlapping slabs that cover the mask along z."""
-    return [int(s.index) for s in plan(mask, slab_size, overlap)]
+def noise_sigma(dwi, acq, mask, config: dict, max_voxels: int = 200_000) -> float:
+    """σ relative to b0 from (a sample of) the masked voxels, once per series, as
+    ``fit_volume`` does, so that every slab job uses the same value."""
+    import numpy as np
+
+    from prismflow.prism.fit import estimate_noise_sigma
+
+    idx = np.flatnonzero(mask)
+    if idx.size > max_voxels:  # evenly spaced sample: deterministic and cheap
+        idx = idx[np.linspace(0, idx.size - 1, max_voxels).astype(np.int64)]
+    data = np.asarray(dwi).reshape(-1, len(acq))[idx]
+    return float(estimate_noise_sigma(data, acq, prism_config(config).calibration.sigma_init))
+
+
+@python.define(outputs=["slab_indices", "noise_sigma"])
+def PlanSlabs(dwi: File, bval: File, bvec: File, mask: File, config: dict, slab_size: int = 30,
+              overlap: int = 5) -> tuple[list[int], float]:
+    """Indices of the overlapping slabs that cover the mask along z, and the noise σ that all
+    slab fits share."""
+    data, acq, _ = load_series(dwi, bval, bvec)
+    sigma = noise_sigma(data, acq, load_mask(mask), config)
+    return [int(s.index) for s in plan(mask, slab_size, overlap)], sigma
 
 
 @python.define(outputs=["part"])
 def FitSlab(dwi: File, bval: File, bvec: File, mask: File, slab_index: int, config: dict,
-            slab_size: int = 30, overlap: int = 5, n_threads: int = 1) -> File:
-    """Fit PRISM on one slab; write the pickled partial fit ``slab-<index>.pkl``."""
+            noise_sigma: float | None = None, slab_size: int = 30, overlap: int = 5,
+            n_threads: int = 1) -> File:
+    """Fit PRISM on one slab; write the pickled partial fit ``slab-<index>.pkl``.
+
+    Only the slab's slices are read from ``dwi`` (the series was validated by PrepareDwi and is
+    stored uncompressed, so this is a memory-mapped read).
+    """
+    from prismflow.io import read_bval_bvec
     from prismflow.prism import fit_slab
-    from prismflow.prism.fit import estimate_noise_sigma
 
     limit_threads(n_threads)
-    data, acq, _ = load_series(dwi, bval, bvec)
+    img = nib.load(str(dwi))
+    acq = read_bval_bvec(bval, bvec, n_volumes=img.shape[3], image_name=Path(dwi).name)
     mask_arr = load_mask(mask)
     slab = plan(mask, slab_size, overlap)[slab_index]
     cfg = prism_config(config)
     start = time.perf_counter()
-    # σ from the whole masked volume, as fit_volume does, so every slab shares it
-    sigma = estimate_noise_sigma(data[mask_arr], acq, cfg.calibration.sigma_init)
-    part = fit_slab(data, acq, mask_arr, slab, cfg, noise_sigma=sigma, progress=False)
+    part = fit_slab(img.dataobj, acq, mask_arr, slab, cfg, noise_sigma=noise_sigma,
+                    progress=False)
     logger.info("slab %d fitted in %.1f s", slab_index, time.perf_counter() - start)
     out = Path(f"slab-{slab_index:03d}.pkl").absolute()
     with open(out, "wb") as fh:
