@@ -63,7 +63,7 @@ def fit_job(job: SlabJob, acq: Acquisition, cfg: PrismConfig, *, progress: bool 
     if warm_start:
         from .warmstart import warm_start_init
 
-        init = warm_start_init(job.data, acq, cfg, method=warm_start)
+        init = warm_start_init(job.data, acq, cfg, method=warm_start, global_index=job.global_index)
     try:
         return _fit_patch(job, acq, cfg, init=init, progress=progress)
     except torch.OutOfMemoryError:

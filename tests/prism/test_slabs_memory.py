@@ -1,0 +1,135 @@
+"""Memory-bounded slabs, worker planning, CUDA fallback and OOM split-and-retry (on CPU)."""
+
+import logging
+
+import numpy as np
+import pytest
+import torch
+
+from prismflow.phantoms.crossing import make_crossing_phantom
+from prismflow.prism import PrismConfig, fit_volume, parallel
+from prismflow.prism.fit import resolve_device
+from prismflow.prism.memory import default_budget_gib, peak_rss_gib
+from prismflow.prism.slabs import bytes_per_voxel, plan_slabs, slab_size_for_memory
+
+torch.set_num_threads(1)
+
+
+def _volume(shape=(6, 5, 12), seed=0):
+    n = int(np.prod(shape))
+    ph = make_crossing_phantom(snr=30, angles_deg=(60, 90), n_per_angle=n // 2, n_single=n - 2 * (n // 2),
+                               seed=seed, n_dirs=20, n_b0=3)
+    return ph.signal[:n].reshape(shape + (-1,)).astype(np.float32), ph.acquisition
+
+
+def test_bytes_per_voxel_grows_with_measurements_and_fibres():
+    assert bytes_per_voxel(288, 3) > bytes_per_voxel(100, 3) > bytes_per_voxel(100, 1)
+    # measured on the brain phantom: ≈ 13 kB per voxel at N = 288, K = 3
+    assert 12_000 < bytes_per_voxel(288, 3) < 20_000
+
+
+def test_budget_sets_the_slab_thickness():
+    mask = np.ones((40, 40, 60), bool)
+    per_slice = 1600 * bytes_per_voxel(288, 3) / 2**30
+    assert slab_size_for_memory(mask, 288, 3, 12.5 * per_slice) == 12
+    assert slab_size_for_memory(mask, 288, 3, 1000.0) == 60
+
+
+def test_defaults_and_peaks_are_positive():
+    assert default_budget_gib("cpu") >= 0.25
+    assert peak_rss_gib() > 0
+
+
+def test_device_auto_falls_back_to_cpu(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert resolve_device("auto").type == "cpu"
+
+
+def test_workers_never_oversubscribe_the_cores(monkeypatch):
+    monkeypatch.setattr(parallel.os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    cpu = torch.device("cpu")
+    w, t = parallel.plan_workers(6, cpu, None, 100.0, 1.0, n_voxels=10**6)
+    assert (w, t) == (2, 1)
+    w, t = parallel.plan_workers(6, cpu, None, 1.5, 1.0, n_voxels=10**6)
+    assert w == 1                                   # memory allows one slab at a time
+    w, t = parallel.plan_workers(6, cpu, None, 100.0, 1.0, n_voxels=1000)
+    assert w == 1                                   # too small to pay for worker processes
+
+
+def test_memory_budget_thins_the_slabs_and_fit_still_matches(caplog, monkeypatch):
+    dwi, acq = _volume()
+    cfg = PrismConfig.for_volume(n_iter=15)
+    thick = fit_volume(dwi, acq, None, cfg, slab_size=12, overlap=2, workers=1, progress=False)
+    per_slice_gib = 30 * bytes_per_voxel(len(acq), 3) / 2**30
+    monkeypatch.setattr("prismflow.prism.slabs.WORKER_OVERHEAD_GIB", 0.0)
+    with caplog.at_level(logging.INFO, logger="prismflow.prism.slabs"):
+        thin = fit_volume(dwi, acq, None, cfg, slab_size=12, overlap=2, workers=1, progress=False,
+                          mem_gb=6.5 * per_slice_gib)
+    assert thin.info["slab_size"] == 6
+    assert len(thin.info["slabs"]) > len(thick.info["slabs"])
+    assert any("instead of 12" in r.message for r in caplog.records)
+    wm_t, wm_s = thick.fibre_fractions.sum(1), thin.fibre_fractions.sum(1)
+    assert np.corrcoef(wm_t, wm_s)[0, 1] > 0.9
+
+
+def test_simulated_cuda_oom_splits_the_slab_and_retries(monkeypatch, caplog):
+    dwi, acq = _volume()
+    cfg = PrismConfig.for_volume(n_iter=10)
+    real = parallel._fit_patch
+    calls = []
+
+    def fake(job, acq_, cfg_, *, init, progress):
+        calls.append(job.data.shape[0])
+        if job.data.shape[0] > 100:               # the "device" holds at most 100 voxels
+            raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
+        return real(job, acq_, cfg_, init=init, progress=progress)
+
+    monkeypatch.setattr(parallel, "_fit_patch", fake)
+    with caplog.at_level(logging.WARNING, logger="prismflow.prism.parallel"):
+        fit = fit_volume(dwi, acq, None, cfg, slab_size=12, overlap=2, workers=1, progress=False)
+    assert fit.info["oom_splits"] >= 1
+    assert calls[0] == 360 and max(calls[1:]) <= 360 and min(calls) <= 100
+    oom_lines = [r for r in caplog.records if "out of memory" in r.message]
+    assert len(oom_lines) == fit.info["oom_splits"]
+    assert fit.directions.shape == (360, 3, 3)
+    ref = fit_volume(dwi, acq, None, cfg, slab_size=12, overlap=2, workers=1, progress=False)
+    assert np.corrcoef(ref.fibre_fractions.sum(1), fit.fibre_fractions.sum(1))[0, 1] > 0.9
+
+
+def test_oom_on_a_single_slice_is_raised(monkeypatch):
+    dwi, acq = _volume(shape=(4, 4, 1))
+
+    def fake(job, acq_, cfg_, *, init, progress):
+        raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
+
+    monkeypatch.setattr(parallel, "_fit_patch", fake)
+    with pytest.raises(torch.OutOfMemoryError):
+        fit_volume(dwi, acq, None, PrismConfig(n_iter=2), slab_size=1, overlap=0, workers=1,
+                   progress=False)
+
+
+def test_worker_processes_give_the_serial_result():
+    dwi, acq = _volume(shape=(6, 5, 16), seed=1)
+    cfg = PrismConfig.for_volume(n_iter=8)
+    serial = fit_volume(dwi, acq, None, cfg, slab_size=8, overlap=2, workers=1, progress=False)
+    par = fit_volume(dwi, acq, None, cfg, slab_size=8, overlap=2, workers=2, progress=False)
+    assert par.info["workers"] == 2 and par.info["threads"] >= 1
+    np.testing.assert_allclose(par.fractions, serial.fractions, atol=1e-5)
+    assert len(plan_slabs(16, slab_size=8, overlap=2)) == len(par.info["slabs"])
+
+
+def test_same_seed_same_volume_fit():
+    dwi, acq = _volume()
+    cfg = PrismConfig.for_volume(n_iter=8)
+    a = fit_volume(dwi, acq, None, cfg, slab_size=12, overlap=2, workers=1, progress=False)
+    b = fit_volume(dwi, acq, None, cfg, slab_size=12, overlap=2, workers=1, progress=False)
+    assert np.array_equal(a.fractions, b.fractions) and np.array_equal(a.directions, b.directions)
+
+
+def test_warm_start_runs_through_fit_volume():
+    dwi, acq = _volume()
+    cfg = PrismConfig.for_volume(n_iter=5)
+    fit = fit_volume(dwi, acq, None, cfg, slab_size=12, overlap=2, workers=1, progress=False,
+                     warm_start="sd")
+    assert fit.info["warm_start"] == "sd"
+    assert np.all(np.isfinite(fit.fractions))
