@@ -126,13 +126,16 @@ def plan_workers(n_jobs: int, device: torch.device, workers: int | None,
                  budget_gib: float, per_job_gib: float, n_voxels: int | None = None) -> tuple[int, int]:
     """(workers, threads per worker) for ``n_jobs`` slabs.
 
-    CUDA: one in-process worker. CPU: ``workers`` when given, else as many as there are cores
+    CUDA, or inside a daemonic process: one in-process worker. CPU: ``workers`` when given, else as many as there are cores
     (``os.sched_getaffinity``), slabs, budget / per-slab memory and ``n_voxels`` /
     :data:`MIN_VOXELS_PER_WORKER` allow; threads =
     cores // workers (at least 1), so that workers × threads never exceeds the cores.
     """
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     if device.type == "cuda":
+        return 1, torch.get_num_threads()
+    if mp.current_process().daemon:
+        # inside a daemonic worker (dask, some pools) processes may not have children
         return 1, torch.get_num_threads()
     if workers is None:
         by_mem = int(budget_gib // max(per_job_gib, 1e-9)) if per_job_gib > 0 else cores
