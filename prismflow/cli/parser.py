@@ -47,7 +47,7 @@ examples:
     prismflow --help-recipes
 
 references:
-  PRISM: differentiable fixel recovery (see the README and prismflow/prism for the citation).
+  PRISM: Differentiable Analysis-by-Synthesis for Fixel Recovery in Diffusion MRI (the paper).
   Tournier et al. (2007) NeuroImage 35:1459 — constrained spherical deconvolution (CSD).
   Jeurissen et al. (2014) NeuroImage 103:411 — multi-shell multi-tissue CSD.
   Garyfallidis et al. (2014) Front. Neuroinform. 8:8 — dipy.

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import typing as ty
 
 import attrs
@@ -19,6 +20,20 @@ import pydra.engine.submitter  # noqa: F401  (import before pydra.workers.base: 
 from pydra.workers import base
 
 logger = logging.getLogger(__name__)
+
+
+def _quiet_distributed() -> None:
+    """Keep dask.distributed's INFO chatter out of the application's output (here and in the
+    worker processes it spawns) unless the application itself logs at DEBUG."""
+    if logging.getLogger().getEffectiveLevel() <= logging.DEBUG:
+        return
+    os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "warning")
+    import dask
+
+    dask.config.set({"logging.distributed": "warning"})
+    for name in list(logging.root.manager.loggerDict):
+        if name == "distributed" or name.startswith("distributed."):
+            logging.getLogger(name).setLevel(logging.WARNING)
 
 
 def _uncloudpickle_and_run(job_pkl: bytes, rerun: bool):
@@ -53,6 +68,7 @@ class DaskWorker(base.Worker):
 
     def _get_client(self):
         if self._client is None:
+            _quiet_distributed()
             from dask.distributed import Client, LocalCluster
 
             if self.address:
