@@ -9,6 +9,7 @@ process while a thread cuts out the next slab's data.
 
 from __future__ import annotations
 
+import gc
 import logging
 import math
 import multiprocessing as mp
@@ -67,33 +68,35 @@ def fit_job(job: SlabJob, acq: Acquisition, cfg: PrismConfig, *, progress: bool 
     try:
         return _fit_patch(job, acq, cfg, init=init, progress=progress)
     except torch.OutOfMemoryError:
-        n = job.sub_mask.shape[job.axis]
-        if n < 2:
+        if job.sub_mask.shape[job.axis] < 2:
             raise
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
-        overlap = min(job.overlap, max(0, n // 2 - 1))
-        half = math.ceil((n + overlap) / 2)
-        subs = plan_slabs(n, slab_size=half, overlap=overlap, axis=job.axis)
-        log.warning("%s: CUDA out of memory with %d voxels; splitting into %d slabs of %d slices "
-                    "and retrying", job.desc, job.data.shape[0], len(subs), half)
-        parts = []
-        for s in subs:
-            rows, m = _rows_of(job.sub_mask, s.slicer())
-            if rows.size == 0:
-                parts.append(None)
-                continue
-            sub = SlabJob(job.index, job.data[rows], m, job.global_index[rows], job.axis, overlap,
-                          job.noise_sigma, f"{job.desc}/{s.index}")
-            parts.append(fit_job(sub, acq, cfg, progress=progress, warm_start=warm_start,
-                                 _depth=_depth + 1))
-        fit = stitch_slabs(parts, subs, job.sub_mask, overlap)
-        used = [p for p in parts if p is not None]
-        fit.info["voxels"] = int(job.data.shape[0])
-        fit.info["final_loss"] = float(sum(p.info["final_loss"] * p.info["voxels"] for p in used)
-                                       / max(1, sum(p.info["voxels"] for p in used)))
-        fit.info["oom_splits"] = 1 + sum(p.info.get("oom_splits", 0) for p in used)
-        return fit
+    # outside the except block: the failed attempt's frames (and device tensors) are released
+    n = job.sub_mask.shape[job.axis]
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+    overlap = min(job.overlap, max(0, n // 2 - 1))
+    half = math.ceil((n + overlap) / 2)
+    subs = plan_slabs(n, slab_size=half, overlap=overlap, axis=job.axis)
+    log.warning("%s: CUDA out of memory with %d voxels; splitting into %d slabs of %d slices "
+                "and retrying", job.desc, job.data.shape[0], len(subs), half)
+    parts = []
+    for s in subs:
+        rows, m = _rows_of(job.sub_mask, s.slicer())
+        if rows.size == 0:
+            parts.append(None)
+            continue
+        sub = SlabJob(job.index, job.data[rows], m, job.global_index[rows], job.axis, overlap,
+                      job.noise_sigma, f"{job.desc}/{s.index}")
+        parts.append(fit_job(sub, acq, cfg, progress=progress, warm_start=warm_start,
+                             _depth=_depth + 1))
+    fit = stitch_slabs(parts, subs, job.sub_mask, overlap)
+    used = [p for p in parts if p is not None]
+    fit.info["voxels"] = int(job.data.shape[0])
+    fit.info["final_loss"] = float(sum(p.info["final_loss"] * p.info["voxels"] for p in used)
+                                   / max(1, sum(p.info["voxels"] for p in used)))
+    fit.info["oom_splits"] = 1 + sum(p.info.get("oom_splits", 0) for p in used)
+    return fit
 
 
 def _fit_patch(job: SlabJob, acq, cfg, *, init, progress) -> PrismFit:
