@@ -29,7 +29,8 @@ import torch
 
 __all__ = ["ElementGeometry", "element_geometry", "mass_blocks", "stiffness_blocks",
            "coordinate_blocks", "relaxation_blocks", "flux_blocks", "FEMBlocks",
-           "assemble_blocks", "assemble_dense", "assemble_scipy", "apply_blocks"]
+           "assemble_blocks", "assemble_dense", "assemble_scipy", "apply_blocks",
+           "project_blocks"]
 
 _EYE1 = None
 
@@ -213,3 +214,60 @@ def apply_blocks(index: torch.Tensor, blocks: torch.Tensor, x: torch.Tensor, n: 
         return out.index_add(1, index.reshape(-1), y.reshape(c, -1, x.shape[1]))
     out = torch.zeros((n, x.shape[1]), dtype=y.dtype)
     return out.index_add(0, index.reshape(-1), y.reshape(-1, x.shape[1]))
+
+
+#: elements per chunk in the gathers of :func:`project_blocks`' backward (bounds memory)
+_CHUNK = 16384
+
+
+def _csr_blocks(index: torch.Tensor, blocks: torch.Tensor, n: int):
+    """scipy CSR matrices of (E, k, k) or (C, E, k, k) blocks (values detached)."""
+    if blocks.ndim == 3:
+        return [assemble_scipy(index, blocks, n)]
+    return [assemble_scipy(index, b, n) for b in blocks]
+
+
+class _ProjectBlocks(torch.autograd.Function):
+    """Φᵀ B Φ for B the scatter-sum of element blocks, without (E, k, K) intermediates kept.
+
+    Forward with scipy CSR products; backward: Φ̄ = (B + Bᵀ)-weighted products and
+    B̄_e = Φ_e Ḡ Φ_eᵀ gathered per element in chunks.
+    """
+
+    @staticmethod
+    def forward(ctx, blocks, index, phi):
+        n = phi.shape[0]
+        mats = _csr_blocks(index, blocks, n)
+        ph = phi.detach().numpy()
+        out = torch.stack([torch.as_tensor(ph.T @ (m @ ph)) for m in mats])
+        ctx.mats = mats
+        ctx.batched = blocks.ndim == 4
+        ctx.save_for_backward(index, phi)
+        return out if ctx.batched else out[0]
+
+    @staticmethod
+    def backward(ctx, gbar):
+        index, phi = ctx.saved_tensors
+        gb = gbar if ctx.batched else gbar[None]
+        ph = phi.detach().numpy()
+        phi_bar = torch.zeros_like(phi)
+        blocks_bar = []
+        for m, g in zip(ctx.mats, gb):
+            gs = (g + g.T).numpy()
+            phi_bar += torch.as_tensor(m @ (ph @ gs))
+            U = phi @ g  # (n, K)
+            parts = []
+            for s in range(0, index.shape[0], _CHUNK):
+                idx = index[s:s + _CHUNK]
+                parts.append(torch.einsum("eai,ebi->eab", U[idx], phi[idx]))
+            blocks_bar.append(torch.cat(parts))
+        bb = torch.stack(blocks_bar) if ctx.batched else blocks_bar[0]
+        return bb, None, phi_bar
+
+
+def project_blocks(index: torch.Tensor, blocks: torch.Tensor, phi: torch.Tensor) -> torch.Tensor:
+    """Φᵀ B Φ, shape (K, K) (or (C, K, K) for batched blocks), differentiable in both.
+
+    Assumes symmetric element blocks (all FEM blocks here are).
+    """
+    return _ProjectBlocks.apply(blocks, index, phi)

@@ -40,7 +40,7 @@ import torch
 
 from ..io.errors import InputError
 from .eigen import DENSE_MAX, clusters, cutoff_count, generalized_eigh, _gap_tol
-from .fem import apply_blocks, assemble_blocks, assemble_dense, assemble_scipy
+from .fem import apply_blocks, assemble_blocks, project_blocks
 from .sequences import Waveform
 
 logger = logging.getLogger(__name__)
@@ -156,14 +156,12 @@ def project_operators(mesh, diffusivity_mm2_s=2e-3, n_eig: int | None = None,
     n_eig = int(lam_np.shape[0])
     lam_np = lam_np.detach().numpy()
     idx = blocks.tetrahedra
-    Aphi = apply_blocks(idx, blocks.S, phi, n)
+    A = project_blocks(idx, blocks.S, phi)
     if blocks.Q is not None:
-        Aphi = Aphi + apply_blocks(blocks.Q_index, blocks.Q, phi, n)
-    A = phi.T @ Aphi
+        A = A + project_blocks(blocks.Q_index, blocks.Q, phi)
     if blocks.R is not None:
-        A = A + phi.T @ apply_blocks(idx, blocks.R, phi, n)
-    JPhi = apply_blocks(idx, blocks.J, phi, n)  # (3, n, k)
-    W = torch.matmul(phi.T, JPhi)
+        A = A + project_blocks(idx, blocks.R, phi)
+    W = project_blocks(idx, blocks.J, phi)  # (3, k, k)
     W = 0.5 * (W + W.transpose(1, 2))
     ones = torch.ones((n, 1), dtype=phi.dtype)
     c = (phi.T @ apply_blocks(idx, blocks.M, ones, n))[:, 0]

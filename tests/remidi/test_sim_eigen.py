@@ -86,7 +86,7 @@ def _fd_check(mesh, k, *, seqs, gap_rel=1e-6, method="auto", n_check=None, seed=
     g = v.grad
     idx = range(mesh.n_vertices) if n_check is None else torch.randperm(
         mesh.n_vertices, generator=gen)[:n_check].tolist()
-    eps = 1e-6
+    eps = 1e-5  # central differences: O(eps²) truncation, ~1e-13/eps round-off
     err = 0.0
     for i in idx:
         for d in range(3):

@@ -1,0 +1,126 @@
+"""Speed of the differentiable Bloch–Torrey simulator (prismflow.remidi.simulate_signal).
+
+Prints, for the ReMiDi paper's protocol (21 b-values 0…10000 s/mm² × 30 directions ×
+3 PGSE sequences δ = 5 ms, Δ = 10/25/50 ms = 1,890 measurements):
+
+1. forward and forward+backward time (gradient w.r.t. all vertex coordinates) on the
+   default ≈315-vertex axon mesh (12-gon, R = 3 µm, L = 9 µm; eigen cut-off ℓ = 1 µm),
+   in double and single propagation precision, min over ``--repeats`` runs;
+2. the same for larger meshes (sparse eigen path) up to ``--max-vertices``, with the peak
+   resident memory: the largest size that completes is the one to quote.
+
+Timings on a shared machine are noisy: the minimum of the repeats is reported, with the
+load average at the start, so read them as upper bounds.
+
+Usage::
+
+    python benchmarks/simulator.py [--threads 1] [--repeats 5] [--max-vertices 20000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import resource
+import sys
+import time
+
+
+def _cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
+def _protocol(torch):
+    from prismflow.remidi import PGSE
+
+    gen = torch.Generator().manual_seed(0)
+    u = torch.randn(30, 3, generator=gen, dtype=torch.float64)
+    b = torch.linspace(0.0, 10000.0, 21, dtype=torch.float64)
+    return [PGSE(5, 10), PGSE(5, 25), PGSE(5, 50)], b, u
+
+
+def _time(torch, mesh, seqs, b, u, repeats, **kw):
+    from prismflow.remidi import simulate_signal
+
+    fwd, tot = [], []
+    for _ in range(repeats):
+        v = mesh.vertices.clone().requires_grad_(True)
+        t0 = time.perf_counter()
+        s = simulate_signal(mesh.with_vertices(v), seqs, b, u, **kw)
+        t1 = time.perf_counter()
+        s.square().sum().backward()
+        t2 = time.perf_counter()
+        fwd.append(t1 - t0)
+        tot.append(t2 - t0)
+    with torch.no_grad():
+        t0 = time.perf_counter()
+        simulate_signal(mesh, seqs, b, u, **kw)
+        nograd = time.perf_counter() - t0
+    return min(fwd), min(tot), min(nograd, min(fwd)), tuple(s.shape)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--threads", type=int, default=1, help="torch threads (default: 1)")
+    ap.add_argument("--repeats", type=int, default=5, help="repeats per timing (default: 5)")
+    ap.add_argument("--max-vertices", type=int, default=20000,
+                    help="largest mesh of the sweep, vertices (default: 20000)")
+    ap.add_argument("--sizes", type=int, nargs="*", default=[1000, 3000, 10000, 20000],
+                    help="mesh sizes of the sweep (default: 1000 3000 10000 20000)")
+    args = ap.parse_args(argv)
+
+    import torch
+
+    torch.set_num_threads(args.threads)
+    from prismflow.remidi import cylinder_mesh, eigen_count
+
+    print("command  :", " ".join([os.path.basename(sys.executable)] + sys.argv))
+    print("device   :", _cpu_name(), f"({os.cpu_count()} logical CPUs)")
+    print(f"torch    : {torch.__version__}, threads={torch.get_num_threads()}, "
+          "eigenproblem float64")
+    print(f"load avg : {os.getloadavg()[0]:.2f} (shared machine: timings are upper bounds)")
+    seqs, b, u = _protocol(torch)
+    n_meas = len(seqs) * b.numel() * u.shape[0]
+    mesh = cylinder_mesh(3.0, 9.0)
+    k = eigen_count(mesh)
+    print(f"protocol : {len(seqs)} PGSE (δ=5 ms, Δ=10/25/50 ms) × {b.numel()} b (0…10000 s/mm²)"
+          f" × {u.shape[0]} directions = {n_meas} measurements")
+    print(f"\n== default axon mesh: {mesh.n_vertices} vertices, {mesh.n_tetrahedra} tetrahedra,"
+          f" {k} eigenpairs (ℓ = 1 µm), min of {args.repeats} ==")
+    print(f"{'precision':>10} {'forward s':>10} {'fwd+bwd s':>10} {'no-grad s':>10}")
+    for prec in ("double", "single"):
+        f, t, ng, shape = _time(torch, mesh, seqs, b, u, args.repeats, precision=prec)
+        print(f"{prec:>10} {f:10.3f} {t:10.3f} {ng:10.3f}")
+
+    print(f"\n== larger meshes (sparse eigen path above 2,500 vertices), double, "
+          f"min of {max(1, args.repeats // 3)} ==")
+    print(f"{'vertices':>9} {'tets':>8} {'eig':>5} {'forward s':>10} {'fwd+bwd s':>10} "
+          f"{'peak RSS GB':>12}")
+    largest = None
+    for n in sorted(s for s in args.sizes if s <= args.max_vertices):
+        m = cylinder_mesh(3.0, 9.0, n)
+        try:
+            f, t, _, _ = _time(torch, m, seqs, b, u, max(1, args.repeats // 3))
+        except MemoryError:
+            print(f"{m.n_vertices:9d}  out of memory")
+            break
+        rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6
+        print(f"{m.n_vertices:9d} {m.n_tetrahedra:8d} {eigen_count(m):5d} {f:10.2f} {t:10.2f}"
+              f" {rss:12.2f}")
+        largest = (m.n_vertices, f, t)
+    if largest:
+        print(f"\nlargest mesh run: {largest[0]} vertices, forward {largest[1]:.2f} s, "
+              f"forward+backward {largest[2]:.2f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
