@@ -88,7 +88,8 @@ def _prism(ctx: Context, p: dict) -> None:
     fit = workflow.add(
         tpr.FitSlab(dwi=ctx.dwi, bval=ctx.bval, bvec=ctx.bvec, mask=ctx.mask, config=config,
                     noise_sigma=plan.noise_sigma, slab_size=size, overlap=overlap,
-                    n_threads=ctx.n_threads)
+                    n_threads=ctx.n_threads,
+                    warm_start=None if p["warm_start"] == "none" else p["warm_start"])
         .split(slab_index=plan.slab_indices).combine("slab_index"),
         name="fit_slab")
     st = workflow.add(tpr.StitchSlabs(parts=fit.part, dwi=ctx.dwi, mask=ctx.mask, config=config,

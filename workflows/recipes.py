@@ -58,6 +58,8 @@ SCHEMA: dict[str, dict[str, Param]] = {
         "slab_size_vox": Param(int, 30, "slab thickness along z, voxels (--slab-size wins)", min=1),
         "slab_overlap_vox": Param(int, 5, "overlap of neighbouring slabs, voxels "
                                   "(--slab-overlap wins)", min=0),
+        "warm_start": Param(str, "none", "initial directions: none (random, as the paper) | "
+                            "sd (spherical-deconvolution peaks)", choices=("none", "sd")),
         "options": Param(dict, {}, "further PrismConfig fields (see prismflow-fit --help)"),
     },
     "baseline": {

@@ -67,7 +67,7 @@ def PlanSlabs(dwi: File, bval: File, bvec: File, mask: File, config: dict, slab_
 @python.define(outputs=["part"])
 def FitSlab(dwi: File, bval: File, bvec: File, mask: File, slab_index: int, config: dict,
             noise_sigma: float | None = None, slab_size: int = 30, overlap: int = 5,
-            n_threads: int = 1) -> File:
+            n_threads: int = 1, warm_start: str | None = None) -> File:
     """Fit PRISM on one slab; write the pickled partial fit ``slab-<index>.pkl``.
 
     Only the slab's slices are read from ``dwi`` (the series was validated by PrepareDwi and is
@@ -83,8 +83,9 @@ def FitSlab(dwi: File, bval: File, bvec: File, mask: File, slab_index: int, conf
     slab = plan(mask, slab_size, overlap)[slab_index]
     cfg = prism_config(config)
     start = time.perf_counter()
+    # overlap: on a CUDA out-of-memory error the core splits the slab and retries
     part = fit_slab(img.dataobj, acq, mask_arr, slab, cfg, noise_sigma=noise_sigma,
-                    progress=False)
+                    progress=False, overlap=overlap, warm_start=warm_start)
     logger.info("slab %d fitted in %.1f s", slab_index, time.perf_counter() - start)
     out = Path(f"slab-{slab_index:03d}.pkl").absolute()
     with open(out, "wb") as fh:
