@@ -90,10 +90,8 @@ def _sink_participant(out, i: int, dwi, cfg: RunConfig, recipe, out_dir: Path) -
     written = []
     ow = cfg.overwrite
 
-    def pick(name):
-        value = getattr(out, name)
-        return value[i] if isinstance(value, list) and len(value) > i and \
-            isinstance(getattr(out, "mask"), list) else value
+    def pick(name):  # the workflow is always split over series: outputs are per-series lists
+        return getattr(out, name)[i]
 
     mask = pick("mask")
     written.append(write_derivative(mask, out_dir, {**base, "desc": "brain", "suffix": "mask",
