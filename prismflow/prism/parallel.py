@@ -122,7 +122,7 @@ def _worker_run(job: SlabJob, acq: Acquisition, cfg: PrismConfig, warm_start) ->
 
 
 #: Automatic worker processes only pay off (spawn + torch import) above this many voxels each.
-MIN_VOXELS_PER_WORKER = 40_000
+MIN_VOXELS_PER_WORKER = 5_000
 
 
 def plan_workers(n_jobs: int, device: torch.device, workers: int | None,
