@@ -129,10 +129,11 @@ def plan_workers(n_jobs: int, device: torch.device, workers: int | None,
                  budget_gib: float, per_job_gib: float, n_voxels: int | None = None) -> tuple[int, int]:
     """(workers, threads per worker) for ``n_jobs`` slabs.
 
-    CUDA, or inside a daemonic process: one in-process worker. CPU: ``workers`` when given, else as many as there are cores
-    (``os.sched_getaffinity``), slabs, budget / per-slab memory and ``n_voxels`` /
-    :data:`MIN_VOXELS_PER_WORKER` allow; threads =
-    cores // workers (at least 1), so that workers × threads never exceeds the cores.
+    CUDA, or inside a daemonic process: one in-process worker. CPU: ``workers`` when given,
+    else as many as there are cores (``os.sched_getaffinity``), slabs, budget / per-slab
+    memory and ``n_voxels`` / :data:`MIN_VOXELS_PER_WORKER` allow; threads = 1, or
+    cores // workers when memory or slabs leave cores idle, so that workers × threads never
+    exceeds the cores.
     """
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     if device.type == "cuda":
@@ -142,10 +143,13 @@ def plan_workers(n_jobs: int, device: torch.device, workers: int | None,
         return 1, torch.get_num_threads()
     if workers is None:
         by_mem = int(budget_gib // max(per_job_gib, 1e-9)) if per_job_gib > 0 else cores
-        by_size = cores if n_voxels is None else max(1, n_voxels // MIN_VOXELS_PER_WORKER)
+        by_size = cores if n_voxels is None else max(1, -(-n_voxels // MIN_VOXELS_PER_WORKER))
         workers = max(1, min(cores, n_jobs, by_mem, by_size))
     workers = max(1, min(int(workers), max(1, n_jobs)))
-    threads = max(1, cores // workers) if workers > 1 else torch.get_num_threads()
+    # one thread per worker unless fewer workers than cores: the chunked kernel's small ops
+    # lose badly to OpenMP barriers when the cores are shared (36× slower measured with 2
+    # threads on 2 busy cores), so spare cores go to workers, not to threads
+    threads = max(1, cores // workers) if workers < min(cores, n_jobs) else 1
     return workers, threads
 
 
@@ -160,6 +164,9 @@ def run_jobs(make_job, n_jobs: int, acq: Acquisition, cfg: PrismConfig, *, worke
     """
     out: dict[int, PrismFit] = {}
     if workers <= 1:
+        before = torch.get_num_threads()
+        if device.type == "cpu":
+            torch.set_num_threads(threads)
         with ThreadPoolExecutor(max_workers=1) as pre:
             nxt = pre.submit(make_job, 0) if n_jobs else None
             for i in range(n_jobs):
@@ -169,7 +176,9 @@ def run_jobs(make_job, n_jobs: int, acq: Acquisition, cfg: PrismConfig, *, worke
                     continue
                 fit = fit_job(job, acq, cfg, progress=progress, warm_start=warm_start)
                 fit.info["peak_rss_gib"] = peak_rss_gib()
+                fit.info["threads"] = torch.get_num_threads()
                 out[i] = fit
+        torch.set_num_threads(before)
         return out
     ctx = mp.get_context("spawn")
     with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_worker_init,
