@@ -9,12 +9,18 @@ Prints, for the ReMiDi paper's protocol (21 b-values 0…10000 s/mm² × 30 dire
 2. the same for larger meshes (sparse eigen path) up to ``--max-vertices``, with the peak
    resident memory: the largest size that completes is the one to quote.
 
+With ``--accuracy`` it prints the validation table instead: maximum absolute error against
+the MISST oracle (``../shared/oracles``), the exact disk × interval matrix formalism
+(:mod:`prismflow.remidi.analytic`) for gradients ⟂, ∥ and oblique, and the Gaussian-phase
+approximation at low b, for several mesh resolutions.
+
 Timings on a shared machine are noisy: the minimum of the repeats is reported, with the
 load average at the start, so read them as upper bounds.
 
 Usage::
 
     python benchmarks/simulator.py [--threads 1] [--repeats 5] [--max-vertices 20000]
+    python benchmarks/simulator.py --accuracy
 """
 
 from __future__ import annotations
@@ -67,6 +73,63 @@ def _time(torch, mesh, seqs, b, u, repeats, **kw):
     return min(fwd), min(tot), min(nograd, min(fwd)), tuple(s.shape)
 
 
+def accuracy(torch) -> None:
+    """Print the validation table (errors are max |S_FEM − S_ref| over the b-values)."""
+    from pathlib import Path
+
+    import numpy as np
+
+    from prismflow.remidi import PGSE, cylinder_mesh, equal_area_radius, simulate_signal
+    from prismflow.remidi.analytic import (cylinder_signal,
+                                           gaussian_phase_cylinder_perpendicular)
+
+    def circle(R, L, nv, n_sides=12, **kw):
+        return cylinder_mesh(R / equal_area_radius(1.0, n_sides), L, nv, n_sides=n_sides, **kw)
+
+    oracle = Path(__file__).resolve().parents[2] / "shared" / "oracles" / \
+        "misst_cylinder_signal_smalldelta_1ms_bigdelta_40ms_radius_5um.txt"
+    print("== MISST oracle: R = 5 µm, PGSE δ = 1 ms, Δ = 40 ms, ⟂, b ≤ 3000 s/mm² ==")
+    if oracle.exists():
+        ref = np.loadtxt(oracle)
+        b = np.linspace(1, 3e9, 100) * 1e-6
+        rows = [("12-gon, equal-area radius", circle(5.0, 1.0, 100, n_layers=2)),
+                ("12-gon, circumradius 5", cylinder_mesh(5.0, 1.0, 150, n_layers=2)),
+                ("48-gon, circumradius 5", cylinder_mesh(5.0, 1.0, 400, n_sides=48,
+                                                         n_layers=2)),
+                ("64-gon, circumradius 5", cylinder_mesh(5.0, 1.0, 1000, n_sides=64,
+                                                         n_layers=2))]
+        for name, m in rows:
+            s = simulate_signal(m, PGSE(1, 40), b, [[1, 0, 0]], length_scale_um=2.0)
+            print(f"  {name:28s} {m.n_vertices:6d} vertices  max error "
+                  f"{np.abs(s[0, :, 0].numpy() - ref).max():.1e}")
+        exact = cylinder_signal(5.0, None, PGSE(1, 40), b, [[1, 0, 0]], alpha_max=20)[:, 0]
+        print(f"  {'exact disk reference':28s} {'':15s} max error "
+              f"{np.abs(exact - ref).max():.1e}")
+    else:
+        print(f"  (oracle file {oracle} not found)")
+    print("\n== exact disk × interval reference: R = 3 µm, L = 9 µm, b ≤ 3000 s/mm², "
+          "ℓ = 1 µm ==")
+    dirs = np.array([[1.0, 0, 0], [0, 0, 1.0], [1.0, 0, 1.0]])
+    b = np.array([0, 500, 1000, 2000, 3000.0])
+    for seq in (PGSE(5, 10), PGSE(5, 50)):
+        ref = cylinder_signal(3.0, 9.0, seq, b, dirs, alpha_max=16, n_interval_modes=30)
+        print(f"  PGSE δ={seq.durations_ms[0]:g} Δ={seq.durations_ms[0] + seq.durations_ms[1]:g}"
+              "   (⟂, ∥, oblique)")
+        for n_sides, nv in ((12, 300), (12, 1000), (24, 1000), (24, 3000)):
+            m = circle(3.0, 9.0, nv, n_sides=n_sides)
+            s = simulate_signal(m, seq, b, dirs)[0].numpy()
+            e = np.abs(s - ref).max(axis=0)
+            print(f"  {n_sides}-gon equal-area {m.n_vertices:6d} vertices: "
+                  + "  ".join(f"{x:.1e}" for x in e))
+    print("\n== Gaussian phase (⟂, R = 3 µm), b = 50…200 s/mm²: relative error of 1 − S ==")
+    b = np.array([50.0, 100.0, 200.0])
+    m = circle(3.0, 2.0, 200, n_layers=3)
+    for d, D in ((5, 10), (5, 50)):
+        g = gaussian_phase_cylinder_perpendicular(3.0, d, D, b)
+        s = simulate_signal(m, PGSE(d, D), b, [[1, 0, 0]])[0, :, 0].numpy()
+        print(f"  δ={d} Δ={D}: {np.abs((1 - s) / (1 - g) - 1).max():.1e}")
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--threads", type=int, default=1, help="torch threads (default: 1)")
@@ -75,11 +138,17 @@ def main(argv=None) -> int:
                     help="largest mesh of the sweep, vertices (default: 20000)")
     ap.add_argument("--sizes", type=int, nargs="*", default=[1000, 3000, 10000, 20000],
                     help="mesh sizes of the sweep (default: 1000 3000 10000 20000)")
+    ap.add_argument("--accuracy", action="store_true",
+                    help="print the validation table instead of timings")
     args = ap.parse_args(argv)
 
     import torch
 
     torch.set_num_threads(args.threads)
+    if args.accuracy:
+        print("command  :", " ".join([os.path.basename(sys.executable)] + sys.argv))
+        accuracy(torch)
+        return 0
     from prismflow.remidi import cylinder_mesh, eigen_count
 
     print("command  :", " ".join([os.path.basename(sys.executable)] + sys.argv))

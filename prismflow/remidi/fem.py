@@ -238,8 +238,9 @@ class _ProjectBlocks(torch.autograd.Function):
     def forward(ctx, blocks, index, phi):
         n = phi.shape[0]
         mats = _csr_blocks(index, blocks, n)
-        ph = phi.detach().numpy()
-        out = torch.stack([torch.as_tensor(ph.T @ (m @ ph)) for m in mats])
+        ph = phi.detach()
+        # sparse × dense in scipy (no BLAS), dense products in torch (its thread setting)
+        out = torch.stack([ph.T @ torch.as_tensor(m @ ph.numpy()) for m in mats])
         ctx.mats = mats
         ctx.batched = blocks.ndim == 4
         ctx.save_for_backward(index, phi)
@@ -249,12 +250,11 @@ class _ProjectBlocks(torch.autograd.Function):
     def backward(ctx, gbar):
         index, phi = ctx.saved_tensors
         gb = gbar if ctx.batched else gbar[None]
-        ph = phi.detach().numpy()
+        ph = phi.detach()
         phi_bar = torch.zeros_like(phi)
         blocks_bar = []
         for m, g in zip(ctx.mats, gb):
-            gs = (g + g.T).numpy()
-            phi_bar += torch.as_tensor(m @ (ph @ gs))
+            phi_bar += torch.as_tensor(m @ (ph @ (g + g.T)).numpy())
             U = phi @ g  # (n, K)
             parts = []
             for s in range(0, index.shape[0], _CHUNK):

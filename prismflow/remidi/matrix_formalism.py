@@ -130,6 +130,8 @@ def project_operators(mesh, diffusivity_mm2_s=2e-3, n_eig: int | None = None,
                       permeability_um_per_ms=0.0, method: str = "auto",
                       gap_rel: float = 1e-6) -> ProjectedOperators:
     """Assemble, solve the eigenproblem, and project onto the kept eigenbasis (differentiable)."""
+    if mesh.vertices.dtype != torch.float64:  # the eigenproblem needs float64 (grads flow)
+        mesh = mesh.with_vertices(mesh.vertices.to(torch.float64))
     D = _diff_um(diffusivity_mm2_s)
     t2_scalar = t2_ms is not None and np.ndim(t2_ms) == 0
     blocks = assemble_blocks(mesh, D, t2_ms=None if (t2_ms is None or t2_scalar) else t2_ms,
