@@ -97,6 +97,14 @@ def prism_tissue(fit) -> np.ndarray:
     return np.column_stack([f[:, 0], f[:, 1] + f[:, 2], f[:, 3:].sum(1)])
 
 
+def cpu_seconds() -> float:
+    """User + system CPU seconds of this process and its finished children (the workers)."""
+    import resource
+
+    s, c = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return s.ru_utime + s.ru_stime + c.ru_utime + c.ru_stime
+
+
 def dice(a: np.ndarray, b: np.ndarray) -> float:
     return float(2.0 * np.sum(a & b) / max(1, a.sum() + b.sum()))
 
@@ -109,10 +117,12 @@ def run_prism(ph, args, seed: int, threads: int):
 
     cfg = PrismConfig.for_volume(loss=args.loss, seed=seed, device=args.device, n_iter=args.iters,
                                  fast_kernel=not args.no_fast_kernel)
+    c0 = cpu_seconds()
     t0 = time.perf_counter()
     fit = fit_volume(ph.dwi, ph.acquisition, ph.mask, cfg, mem_gb=args.mem_gb,
                      workers=args.workers, warm_start=args.warm_start, progress=args.verbose)
     seconds = time.perf_counter() - t0
+    cpu = cpu_seconds() - c0
     v = ph.n_voxels
     rec = {"method": "prism" if seed == 0 else f"prism-seed{seed}", "voxels": v,
            "measurements": len(ph.acquisition), "iterations": args.iters, "seconds": seconds,
@@ -129,6 +139,9 @@ def run_prism(ph, args, seed: int, threads: int):
                     "fitted_voxel_iterations": fit.info.get("voxel_iterations"),
                     "worker_peak_rss_gib": fit.info.get("worker_peak_rss_gib"),
                     "oom_splits": fit.info.get("oom_splits", 0), "warm_start": args.warm_start,
+                    "cpu_seconds": cpu,
+                    "voxel_iterations_per_cpu_s": v * args.iters / max(cpu, 1e-9),
+                    "load_average_1min": os.getloadavg()[0],
                     "fast_kernel": not args.no_fast_kernel}
     return rec, fit
 
@@ -190,14 +203,18 @@ def main(argv=None) -> int:
 
     if args.scaling:
         print("scaling: PRISM seconds against voxel count")
-        print(f"{'scale':>6}{'voxels':>9}{'seconds':>10}{'µs/voxel/iter':>15}")
+        print(f"{'scale':>6}{'voxels':>9}{'seconds':>10}{'µs/voxel/iter':>15}{'CPU s':>9}"
+              f"{'fitted vox·it/CPU s':>21}")
         for s in (round((1e4 / HCP_BRAIN_VOXELS) ** (1 / 3), 3), round((1e5 / HCP_BRAIN_VOXELS) ** (1 / 3), 3), 1.0):
             ph = make_brain_phantom(scale=s, snr=args.snr, seed=args.phantom_seed)
             rec, _ = run_prism(ph, args, seeds[0], threads)
             rec["method"] = f"prism@{s}"
             rows.append(rec)
             print(f"{s:>6}{rec['voxels']:>9d}{rec['seconds']:>10.1f}"
-                  f"{1e6 * rec['seconds'] / (rec['voxels'] * args.iters):>15.2f}", flush=True)
+                  f"{1e6 * rec['seconds'] / (rec['voxels'] * args.iters):>15.2f}"
+                  f"{rec['extra']['cpu_seconds']:>9.0f}"
+                  f"{rec['extra']['fitted_voxel_iterations'] / rec['extra']['cpu_seconds']:>21.3g}",
+                  flush=True)
             del ph
         print()
     else:
@@ -213,7 +230,10 @@ def main(argv=None) -> int:
                     rec, fit = run_prism(ph, args, seed, threads)
                     rows.append(rec)
                     fits[seed] = fit
-                    print(f"  prism seed {seed}: {rec['seconds']:.1f} s", flush=True)
+                    e = rec["extra"]
+                    print(f"  prism seed {seed}: {rec['seconds']:.1f} s wall, {e['cpu_seconds']:.0f} CPU s "
+                          f"({e['fitted_voxel_iterations'] / e['cpu_seconds']:.3g} fitted voxel-iterations "
+                          f"per CPU s; load average {e['load_average_1min']:.1f})", flush=True)
             else:
                 rows.append(run_peer(ph, name, threads))
                 print(f"  {name}: {rows[-1]['seconds']:.1f} s", flush=True)
