@@ -65,6 +65,12 @@ def _setup_logging(verbose: int, quiet: bool) -> None:
         warnings.filterwarnings("ignore")
 
 
+def _say(args, line: str) -> None:
+    """One summary line on stdout at the end of a run (not with -q)."""
+    if not args.quiet:
+        print(line)
+
+
 def _base_entities(dwi) -> dict:
     e = {k: v for k, v in dwi.entities.items()
          if k in ("subject", "session", "acquisition", "run", "direction")}
@@ -219,7 +225,8 @@ def run_participant(args, cfg_kwargs: dict) -> int:
     for i, dwi in enumerate(inputs):
         n += len(_sink_participant(out, i, dwi, cfg, recipe, out_dir))
         _save_config(cfg, out_dir, dwi, {"inputs": asdict(dwi), "workflow_seconds": seconds})
-    logger.info("wrote %d derivative files to %s in %.1f s", n, out_dir, seconds)
+    _say(args, f"prismflow: {len(inputs)} series, recipe {recipe.name}: wrote {n} derivatives (+ JSON "
+               f"sidecars) to {out_dir} ({seconds:.1f} s; cache {work})")
     return 0
 
 
@@ -274,8 +281,8 @@ def run_group(args, cfg_kwargs: dict) -> int:
     if figs.exists():
         shutil.rmtree(figs)
     shutil.copytree(out.figures, figs)
-    logger.info("group table: %s (%d subjects/sessions)", dest / "prismflow_metrics.tsv",
-                len(groups))
+    _say(args, f"prismflow: group table {dest / 'prismflow_metrics.tsv'} "
+               f"({len(groups)} subject(s)/session(s)) and figures in {figs}")
     return 0
 
 
