@@ -225,8 +225,8 @@ def run_participant(args, cfg_kwargs: dict) -> int:
     for i, dwi in enumerate(inputs):
         n += len(_sink_participant(out, i, dwi, cfg, recipe, out_dir))
         _save_config(cfg, out_dir, dwi, {"inputs": asdict(dwi), "workflow_seconds": seconds})
-    _say(args, f"prismflow: {len(inputs)} series, recipe {recipe.name}: wrote {n} derivatives (+ JSON "
-               f"sidecars) to {out_dir} ({seconds:.1f} s; cache {work})")
+    _say(args, f"prismflow: {len(inputs)} series, recipe {recipe.name}: wrote {n} derivatives "
+               f"(+ JSON sidecars) to {out_dir} ({seconds:.1f} s; cache {work})")
     return 0
 
 
