@@ -180,6 +180,14 @@ def collect_inputs(layout, participant_labels=None, session_ids=None,
         raise InputError(f"{root}: no DWI series (sub-*/[ses-*/]dwi/*_dwi.nii[.gz]) for "
                          f"participant(s) {', '.join(labels)}"
                          + (f" and session(s) {', '.join(session_ids)}" if session_ids else ""))
+    without = sorted(set(labels) - {f.get_entities()["subject"] for f in files})
+    if without and participant_labels:
+        raise InputError(f"participant(s) {', '.join(without)} have no DWI series "
+                         "(sub-*/[ses-*/]dwi/*_dwi.nii[.gz])"
+                         + (f" in session(s) {', '.join(session_ids)}" if session_ids else ""))
+    if without:
+        logger.warning("skipping %d participant(s) without a DWI series: %s", len(without),
+                       ", ".join(without))
     out = []
     for f in files:
         ents = {k: v for k, v in f.get_entities().items()

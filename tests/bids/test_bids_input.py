@@ -82,3 +82,15 @@ def test_synthetic_dataset_passes_validator(synthetic_bids):
     proc = subprocess.run([exe, "--json", str(synthetic_bids)], capture_output=True, text=True)
     issues = json.loads(proc.stdout)["issues"]["issues"]
     assert proc.returncode == 0, [i for i in issues if i["severity"] == "error"]
+
+
+def test_requested_participant_without_dwi(tmp_path, make_examples):
+    root = make_examples.make_synthetic(tmp_path / "ds", n_subjects=2)
+    anat = root / "sub-02" / "anat"
+    anat.mkdir()
+    (root / "sub-02" / "dwi" / "sub-02_dwi.nii.gz").rename(anat / "sub-02_T1w.nii.gz")
+    layout = open_layout(root, tmp_path / "db1", ["01", "02"])
+    with pytest.raises(InputError, match="02 have no DWI series"):
+        collect_inputs(layout, ["01", "02"])
+    layout = open_layout(root, tmp_path / "db2", None)
+    assert [d.subject for d in collect_inputs(layout)] == ["01"]   # all: skip with a warning
