@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import math
 import platform
 import statistics
 import sys
@@ -31,7 +30,7 @@ import time
 
 import torch
 
-from prismflow.metrics.chamfer import chamfer_distance, modified_chamfer_distance
+from prismflow.metrics.chamfer import modified_chamfer_distance
 from prismflow.remidi import cylinder_mesh
 from prismflow.remidi.deform import TEST_VALUES, Deformation, deformation_split
 from prismflow.remidi.mlp import train_mlp
@@ -185,7 +184,8 @@ def main(argv=None) -> int:
     log(f"# ReMiDi Table 1 — {platform.processor() or platform.machine()}, torch "
         f"{torch.__version__}, {torch.get_num_threads()} thread(s), float64 simulator, "
         f"float32 SAE")
-    log(f"# command: python benchmarks/remidi.py {' '.join(sys.argv[1:] if argv is None else argv)}")
+    cmd = " ".join(sys.argv[1:] if argv is None else argv)
+    log(f"# command: python benchmarks/remidi.py {cmd}")
     log(f"# mesh: {template.vertices.shape[0]} vertices, {template.tetrahedra.shape[0]} tetrahedra")
     log(f"# protocol: {protocol.shape[0]} PGSE (δ=5 ms, Δ=10/25/50 ms) × {args.n_b} b-values "
         f"0..10000 s/mm² × {args.n_dir} directions (paper: 3 × 21 × 30)")

@@ -225,7 +225,8 @@ def augment(meshes: torch.Tensor, *, rotations: bool = True, scalings: bool = Tr
 # test; fanning — odd angles train, even test.
 
 TEST_VALUES: dict[str, list[Deformation]] = {
-    "bend": [Deformation("bend", bend=b, twist=t) for t in (0.0, 0.5) for b in (0.0, 0.1, 0.3, 0.5)],
+    "bend": [Deformation("bend", bend=b, twist=t)
+             for t in (0.0, 0.5) for b in (0.0, 0.1, 0.3, 0.5)],
     "bead": [
         Deformation("bead", n_beads=n, bead_size=a) for a in (0.3, 0.4) for n in (0, 2, 4, 6, 8)
     ],
@@ -271,8 +272,10 @@ def deformation_split(kind: str, split: str) -> list[Deformation]:
     if kind == "bead":
         if split == "train":
             sizes = [round(0.05 + 0.025 * i, 3) for i in range(19)]
-            return [Deformation("bead", n_beads=n, bead_size=a) for n in (1, 3, 5, 7, 9) for a in sizes]
-        return [Deformation("bead", n_beads=n, bead_size=a) for n in (2, 4, 6, 8) for a in (0.2, 0.35)]
+            return [Deformation("bead", n_beads=n, bead_size=a)
+                    for n in (1, 3, 5, 7, 9) for a in sizes]
+        return [Deformation("bead", n_beads=n, bead_size=a)
+                for n in (2, 4, 6, 8) for a in (0.2, 0.35)]
     if kind == "fan":
         if split == "train":
             return [Deformation("fan", fan_deg=float(a)) for a in range(1, 62, 2)]

@@ -221,8 +221,10 @@ def reconstruct(
     ----------
     signal : Tensor, shape (n_seq, n_b, n_dir) — reference signal S_ref, normalised by b = 0.
     protocol : Protocol — the acquisition that produced ``signal``.
-    sae : SpectralAutoEncoder — trained on the mesh family (see :func:`prismflow.remidi.sae.load_sae`).
-    template : Mesh, optional — connectivity of the simulator mesh (default ``cylinder_mesh(3, 9)``).
+    sae : SpectralAutoEncoder — trained on the mesh family (see
+        :func:`prismflow.remidi.sae.load_sae`).
+    template : Mesh, optional — connectivity of the simulator mesh (default
+        ``cylinder_mesh(3, 9)``).
     init_vertices : Tensor, shape (V, 3), optional — start mesh, µm (default: the template's
         straight cylinder).
     config : ReconstructionConfig, optional.

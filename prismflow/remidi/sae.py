@@ -147,7 +147,7 @@ class SpectralAutoEncoder(nn.Module):
         return z[0] if single else z
 
     def decode_mesh(self, z: torch.Tensor) -> torch.Tensor:
-        """Vertices of latents, (latent_dim,) or (B, latent_dim) → (V, 3) or (B, V, 3) µm, float32."""
+        """Vertices of latents, (latent_dim,) or (B, latent_dim) → (V, 3) or (B, V, 3), µm."""
         single = z.dim() == 1
         c = self.decode(z[None] if single else z)
         v = self.phi @ c
@@ -195,7 +195,8 @@ class SAETrainConfig:
         if self.kind not in SAE_KINDS:
             raise ValueError(f"SAE kind must be one of {SAE_KINDS}, got {self.kind!r}")
         if self.augmentation not in ("none", "scale", "paper"):
-            raise ValueError(f"augmentation must be none, scale or paper, got {self.augmentation!r}")
+            raise ValueError(f"augmentation must be none, scale or paper, "
+                             f"got {self.augmentation!r}")
 
 
 def _mesh_and_basis(k: int):
@@ -293,7 +294,8 @@ def train_sae(
     return model, history
 
 
-def save_sae(model: SpectralAutoEncoder, path: str | os.PathLike, *, meta: dict | None = None) -> None:
+def save_sae(model: SpectralAutoEncoder, path: str | os.PathLike, *,
+             meta: dict | None = None) -> None:
     """Write weights + basis + metadata atomically (torch.save to a temp file, then rename)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -323,7 +325,10 @@ def _load_file(path: Path) -> SpectralAutoEncoder:
 
 
 def sae_cache_dir() -> Path:
-    """User cache folder for trained weights: $PRISMFLOW_CACHE, $XDG_CACHE_HOME/prismflow, ~/.cache/prismflow."""
+    """User cache folder for trained weights.
+
+    ``$PRISMFLOW_CACHE``, else ``$XDG_CACHE_HOME/prismflow``, else ``~/.cache/prismflow``.
+    """
     if os.environ.get("PRISMFLOW_CACHE"):
         return Path(os.environ["PRISMFLOW_CACHE"])
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
@@ -386,7 +391,10 @@ def load_sae(
 
 
 def train_from_config(cfg: SAETrainConfig, *, max_seconds: float | None = None):
-    """Build the datasets of ``cfg.kind`` on the default mesh and train; returns (model, history)."""
+    """Build the datasets of ``cfg.kind`` on the default mesh and train.
+
+    Returns (model, history).
+    """
     _, verts, basis = _mesh_and_basis(cfg.k)
     train, val, test = _datasets(cfg.kind, verts, cfg.augmentation)
     model, hist = train_sae(train, basis, val_meshes=val, epochs=cfg.epochs,

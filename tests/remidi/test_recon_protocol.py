@@ -17,7 +17,8 @@ def test_recon_paper_protocol_shape_and_round_trip(tmp_path):
     path.write_text(json.dumps(p.to_dict()))
     q = Protocol.load(path)
     assert q == p
-    torch.testing.assert_close(q.direction_tensor().norm(dim=1), torch.ones(30, dtype=torch.float64))
+    norms = q.direction_tensor().norm(dim=1)
+    torch.testing.assert_close(norms, torch.ones(30, dtype=torch.float64))
 
 
 def test_recon_hemisphere_directions_are_unit_and_distinct():
