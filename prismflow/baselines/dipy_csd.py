@@ -48,7 +48,7 @@ class DipyCSD(BaselineMethod):
         self.sh_order_max = int(sh_order_max)
         self.fa_threshold = float(fa_threshold)
 
-    def _fit(self, data, acq):
+    def _fit(self, data: np.ndarray, acq: Acquisition):
         from dipy.reconst.csdeconv import ConstrainedSphericalDeconvModel, response_from_mask_ssst
 
         idx = select_shell(acq, self.shell_bval)
@@ -94,7 +94,7 @@ class DipyMSMT(BaselineMethod):
         self.sh_order_max = int(sh_order_max)
         self.fa_threshold = float(fa_threshold)
 
-    def _responses(self, data, acq, ubvals):
+    def _responses(self, data: np.ndarray, acq: Acquisition, ubvals: np.ndarray):
         n_shells = len(ubvals) - 1
         if self.response == "oracle":
             o = self.oracle
@@ -128,7 +128,7 @@ class DipyMSMT(BaselineMethod):
             notes.append("CSF: no voxels, default 3.0e-3 mm²/s")
         return np.asarray(wm), np.asarray(gm), np.asarray(csf), "; ".join(notes)
 
-    def _fit(self, data, acq):
+    def _fit(self, data: np.ndarray, acq: Acquisition):
         from dipy.core.gradients import unique_bvals_tolerance
         from dipy.reconst.mcsd import MultiShellDeconvModel, multi_shell_fiber_response
 

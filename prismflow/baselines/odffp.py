@@ -195,7 +195,7 @@ class ODFFingerprinting(BaselineMethod):
                        self.min_fraction, self.matching_level, self.seed, oracle)).encode())
         return h.hexdigest()[:16]
 
-    def _signals(self, acq, dirs, fracs, fw, params, rng_unused=None):
+    def _signals(self, acq, dirs, fracs, fw, params):
         """Noiseless normalised signals (L, N) of the dictionary fibres (torch float64)."""
         import torch
 

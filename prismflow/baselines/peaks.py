@@ -158,7 +158,8 @@ def extract_peaks(sf: np.ndarray, evaluate: Evaluator | None, rule: PeakRule,
 
     Parameters
     ----------
-    sf : (V, M) array — the function sampled on ``sphere`` (default ``peak_sphere(rule.sphere_level)``).
+    sf : (V, M) array — the function sampled on ``sphere``
+        (default ``peak_sphere(rule.sphere_level)``).
     evaluate : callable or None — continuous evaluation used for refinement (None: no refinement).
     rule : PeakRule.
 
