@@ -17,39 +17,43 @@ import logging
 
 logger = logging.getLogger(__name__)
 
-_LIBS: list | None = None
+_HANDLES: dict = {}
 
 
 def _openblas_libs():
-    global _LIBS
-    if _LIBS is not None:
-        return _LIBS
-    libs = []
+    """(setter, getter) pairs of the OpenBLAS libraries loaded now (re-scanned each call)."""
     try:
         with open("/proc/self/maps") as fh:
             paths = {line.split()[-1] for line in fh if "openblas" in line.lower()
                      and line.split()[-1].startswith("/")}
     except OSError:
         paths = set()
+    libs = []
     for path in sorted(paths):
-        try:
-            lib = ctypes.CDLL(path)
-        except OSError:
-            continue
-        for set_name, get_name in (("scipy_openblas_set_num_threads64_",
-                                    "scipy_openblas_get_num_threads64_"),
-                                   ("scipy_openblas_set_num_threads",
-                                    "scipy_openblas_get_num_threads"),
-                                   ("openblas_set_num_threads", "openblas_get_num_threads")):
-            setter = getattr(lib, set_name, None)
-            getter = getattr(lib, get_name, None)
-            if setter is not None and getter is not None:
-                setter.argtypes = [ctypes.c_int]
-                getter.restype = ctypes.c_int
-                libs.append((setter, getter))
-                break
-    _LIBS = libs
+        if path not in _HANDLES:
+            _HANDLES[path] = _handle(path)
+        if _HANDLES[path] is not None:
+            libs.append(_HANDLES[path])
     return libs
+
+
+def _handle(path):
+    try:
+        lib = ctypes.CDLL(path)
+    except OSError:
+        return None
+    for set_name, get_name in (("scipy_openblas_set_num_threads64_",
+                                "scipy_openblas_get_num_threads64_"),
+                               ("scipy_openblas_set_num_threads",
+                                "scipy_openblas_get_num_threads"),
+                               ("openblas_set_num_threads", "openblas_get_num_threads")):
+        setter = getattr(lib, set_name, None)
+        getter = getattr(lib, get_name, None)
+        if setter is not None and getter is not None:
+            setter.argtypes = [ctypes.c_int]
+            getter.restype = ctypes.c_int
+            return setter, getter
+    return None
 
 
 @contextlib.contextmanager
