@@ -10,11 +10,13 @@ from .sequences import Waveform, PGSE, DoublePGSE, OGSE, PiecewiseConstant
 from .matrix_formalism import (simulate_signal, eigen_count, project_operators,
                                signal_from_operators, ProjectedOperators)
 from .eigen import generalized_eigh
+from .simulator import BlochTorreySimulator
 
-__all__ = ["Mesh", "cylinder_mesh", "coaxial_cylinder_mesh", "box_mesh", "equal_area_radius", "load_mesh",
-           "save_mesh", "mesh_quality", "Waveform", "PGSE", "DoublePGSE", "OGSE",
+__all__ = ["Mesh", "cylinder_mesh", "coaxial_cylinder_mesh", "box_mesh", "equal_area_radius",
+           "load_mesh", "save_mesh", "mesh_quality", "Waveform", "PGSE", "DoublePGSE", "OGSE",
            "PiecewiseConstant", "simulate_signal", "eigen_count", "project_operators",
-           "signal_from_operators", "ProjectedOperators", "generalized_eigh"]
+           "signal_from_operators", "ProjectedOperators", "generalized_eigh",
+           "BlochTorreySimulator"]
 
 # --- ReMiDi mesh reconstruction (issue 6): deformations, spectral basis, SAE, latent optimisation
 from .deform import Deformation, bend_twist, bead, fan  # noqa: E402

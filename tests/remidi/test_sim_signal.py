@@ -8,8 +8,9 @@ import pytest
 import torch
 
 from prismflow.io.errors import InputError
-from prismflow.remidi import (OGSE, PGSE, DoublePGSE, PiecewiseConstant, coaxial_cylinder_mesh,
-                              cylinder_mesh, equal_area_radius, simulate_signal)
+from prismflow.remidi import (OGSE, PGSE, BlochTorreySimulator, DoublePGSE, PiecewiseConstant,
+                              coaxial_cylinder_mesh, cylinder_mesh, equal_area_radius,
+                              simulate_signal)
 from prismflow.remidi.analytic import (cylinder_signal, gaussian_phase_cylinder_perpendicular)
 from prismflow.remidi.matrix_formalism import project_operators, signal_from_operators
 
@@ -68,6 +69,20 @@ def test_shapes_batching_and_validation():
         simulate_signal(m, [(5, 10)], [1000], [1, 0, 0])
     with pytest.raises(InputError):
         PGSE(5, 4)
+
+
+def test_simulator_object_matches_function():
+    m = cylinder_mesh(2.0, 4.0, 100)
+    sim = BlochTorreySimulator([PGSE(5, 10), PGSE(5, 30)], [0, 1000, 3000], torch.eye(3), n_eig=30)
+    assert sim.shape == (2, 3, 3)
+    v = m.vertices.clone().requires_grad_(True)
+    s = sim.with_vertices(m, v)
+    ref = simulate_signal(m, [PGSE(5, 10), PGSE(5, 30)], [0, 1000, 3000], torch.eye(3), n_eig=30)
+    assert torch.allclose(s, ref, atol=1e-12)
+    s.sum().backward()
+    assert v.grad is not None and torch.all(torch.isfinite(v.grad))
+    with pytest.raises(InputError):
+        BlochTorreySimulator([PGSE(5, 10)], [0], [[1, 0, 0]], precision="half")
 
 
 def test_single_precision_close_to_double():
