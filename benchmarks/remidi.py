@@ -3,8 +3,10 @@
 Rows: bending & twisting (β ∈ {0, .1, .3, .5} × τ ∈ {0, .5}), beading (n ∈ {0, 2, 4, 6, 8} ×
 size ∈ {.3, .4}), fanning ({0, 32, 46, 60}°). ReMiDi: latent optimisation through the SAE trained
 on that family's training split. MLP: signal → vertices, trained on signals simulated from the same
-family's un-augmented training meshes. Ablations (on a bent axon, β = 0.3, τ = 0.5): number of
-directions 3/15/30/60 and diffusion times (Δ − δ) {5}, {5, 20}, {5, 20, 45}, {5, 20, 45, 95} ms.
+family's un-augmented training meshes. "straight start" is the modified Chamfer of the undeformed
+cylinder (doing nothing). Ablations (on a bent axon, β = 0.3, τ = 0): number of directions
+3/15/30/60, diffusion times (Δ − δ) {5}, {5, 20}, {5, 20, 45}, {5, 20, 45, 95} ms, and 21 b-values
+(the paper's) instead of 7.
 
 Run (full: ≈ 50 min on 2 shared cores, see notes/issue-6.md)::
 
@@ -66,7 +68,7 @@ def run_row(kind, template, protocol, cfg, args, log) -> dict:
     base = template.vertices.detach().to(torch.float64)
     sae = load_sae(kind)
     cases = _pick(TEST_VALUES[kind], args.cases)
-    remidi, mlp_err, rows = [], [], []
+    remidi, mlp_err, rows, straight = [], [], [], []
     refs, sigs = [], []
     for d in cases:
         ref = d.apply(base)
@@ -75,7 +77,9 @@ def run_row(kind, template, protocol, cfg, args, log) -> dict:
     for d, ref, sig in zip(cases, refs, sigs):
         res = reconstruct(sig, protocol, sae, template=template, config=cfg, reference=ref)
         remidi.append(res.modified_chamfer)
+        straight.append(float(modified_chamfer_distance(base, ref)))
         rows.append({"case": d.label, "modified_chamfer_um": res.modified_chamfer,
+                     "straight_modified_chamfer_um": straight[-1],
                      "chamfer_start_um": res.chamfer[0], "chamfer_end_um":
                      res.chamfer[res.best_iteration], "loss_start": res.loss[0],
                      "loss_end": res.loss[res.best_iteration], "iterations": res.n_iter,
@@ -104,32 +108,42 @@ def run_row(kind, template, protocol, cfg, args, log) -> dict:
                     "train_seconds": hist["seconds"], "train_rmse_um": hist["train_rmse_um"][-1]}
         log(f"  {kind:4s} MLP: {len(train)} training signals ({t_sim:.0f} s to simulate), "
             f"trained in {hist['seconds']:.0f} s; d' = {_fmt(mlp_err)} µm")
-    return {"kind": kind, "remidi": remidi, "mlp": mlp_err, "cases": rows, "mlp_info": mlp_info}
+    return {"kind": kind, "remidi": remidi, "mlp": mlp_err, "straight": straight, "cases": rows,
+            "mlp_info": mlp_info}
 
 
 def run_ablations(template, cfg, args, log) -> dict:
     base = template.vertices.detach().to(torch.float64)
     sae = load_sae("bend")
-    d = Deformation("bend", bend=0.3, twist=0.5)
+    d = Deformation("bend", bend=args.abl_bend, twist=args.abl_twist)
     ref = d.apply(base)
-    out = {"case": d.label, "directions": [], "diffusion_times": []}
-    for n_dir in args.abl_dirs:
-        prot = paper_protocol(n_b=args.n_b, n_dir=n_dir)
+    start = float(modified_chamfer_distance(base, ref))
+    log(f"  straight start: d' = {start:.3f} µm")
+    out = {"case": d.label, "straight_modified_chamfer_um": start, "directions": [],
+           "diffusion_times": [], "bvalues": []}
+
+    def one(prot):
         sig = _signal(template, ref, prot, args.n_eig)
-        res = reconstruct(sig, prot, sae, template=template, config=cfg, reference=ref)
+        return reconstruct(sig, prot, sae, template=template, config=cfg, reference=ref)
+
+    for n_dir in args.abl_dirs:
+        res = one(paper_protocol(n_b=args.n_b, n_dir=n_dir))
         out["directions"].append({"n_dir": n_dir, "modified_chamfer_um": res.modified_chamfer,
                                   "seconds": res.seconds})
         log(f"  directions {n_dir:3d}: d' = {res.modified_chamfer:.3f} µm ({res.seconds:.1f} s)")
     for deltas in ((10.0,), (10.0, 25.0), (10.0, 25.0, 50.0), (10.0, 25.0, 50.0, 100.0)):
-        prot = paper_protocol(n_b=args.n_b, n_dir=30, Delta_ms=deltas)
-        sig = _signal(template, ref, prot, args.n_eig)
-        res = reconstruct(sig, prot, sae, template=template, config=cfg, reference=ref)
+        res = one(paper_protocol(n_b=args.n_b, n_dir=30, Delta_ms=deltas))
         times = [D - 5.0 for D in deltas]
         out["diffusion_times"].append({"diffusion_times_ms": times,
                                        "modified_chamfer_um": res.modified_chamfer,
                                        "seconds": res.seconds})
         log(f"  diffusion times {times} ms: d' = {res.modified_chamfer:.3f} µm "
             f"({res.seconds:.1f} s)")
+    for n_b in args.abl_nb:
+        res = one(paper_protocol(n_b=n_b, n_dir=30))
+        out["bvalues"].append({"n_b": n_b, "modified_chamfer_um": res.modified_chamfer,
+                               "seconds": res.seconds})
+        log(f"  b-values {n_b:3d}: d' = {res.modified_chamfer:.3f} µm ({res.seconds:.1f} s)")
     return out
 
 
@@ -153,6 +167,9 @@ def main(argv=None) -> int:
     p.add_argument("--mlp-hidden", type=int, default=512)
     p.add_argument("--mlp-depth", type=int, default=4)
     p.add_argument("--ablations", action="store_true", help="also run the ablations")
+    p.add_argument("--abl-bend", type=float, default=0.3, help="ablation case β (default 0.3)")
+    p.add_argument("--abl-twist", type=float, default=0.0, help="ablation case twist, rad "
+                   "(default 0: twist is nearly invisible in the signal, see notes)")
     p.add_argument("--no-table", action="store_true", help="only the ablations")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--seed", type=int, default=0)
@@ -167,9 +184,9 @@ def main(argv=None) -> int:
         args.cases = args.cases or 2
         args.mlp_train = args.mlp_train or 40
         args.mlp_epochs = min(args.mlp_epochs, 200)
-        args.abl_dirs = (3, 30)
+        args.abl_dirs, args.abl_nb = (3, 30), ()
     else:
-        args.abl_dirs = (3, 15, 30, 60)
+        args.abl_dirs, args.abl_nb = (3, 15, 30, 60), (21,)
     args.iterations = args.iterations or 150
     args.n_b = args.n_b or 7
 
@@ -198,17 +215,18 @@ def main(argv=None) -> int:
         for kind in args.rows.split(","):
             results["rows"].append(run_row(kind, template, protocol, cfg, args, log))
     if args.ablations or args.no_table:
-        log("# ablations (bent axon β=0.3, τ=0.5)")
+        log(f"# ablations (bent axon β={args.abl_bend:g}, τ={args.abl_twist:g})")
         results["ablations"] = run_ablations(template, cfg, args, log)
     total = time.perf_counter() - t0
     if results["rows"]:
         log("")
-        log("| Deformation | ReMiDi (ours) | MLP (ours) | ReMiDi (paper) | MLP (paper) |")
-        log("|---|---|---|---|---|")
+        log("| Deformation | ReMiDi (ours) | MLP (ours) | straight start (ours) | ReMiDi (paper) "
+            "| MLP (paper) |")
+        log("|---|---|---|---|---|---|")
         for r in results["rows"]:
             paper = PAPER[r["kind"]]
-            log(f"| {NAMES[r['kind']]} | {_fmt(r['remidi'])} | {_fmt(r['mlp'])} | {paper[0]} | "
-                f"{paper[1]} |")
+            log(f"| {NAMES[r['kind']]} | {_fmt(r['remidi'])} | {_fmt(r['mlp'])} | "
+                f"{_fmt(r['straight'])} | {paper[0]} | {paper[1]} |")
         times = [c["seconds"] for r in results["rows"] for c in r["cases"]]
         log(f"\nmodified Chamfer in µm; {len(times)} reconstructions, "
             f"{statistics.mean(times):.1f} s each on average (max {max(times):.1f} s)")
