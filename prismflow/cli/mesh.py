@@ -10,20 +10,13 @@ reconstruct   optimise the spectral auto-encoder latent of a 315-vertex axon mes
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import sys
-import tempfile
-from pathlib import Path
-
-import numpy as np
 
 from ..io.errors import InputError
 
 logger = logging.getLogger("prismflow.cli.mesh")
-
-_OUTPUTS = ("mesh.vtu", "reconstruction.json")
 
 _DESCRIPTION = """\
 Reconstruct an axon mesh from a diffusion MRI signal (ReMiDi, Algorithm 1).
@@ -78,7 +71,8 @@ def _parser() -> argparse.ArgumentParser:
     io.add_argument("--force", action="store_true", help="overwrite existing outputs")
     prior = r.add_argument_group("prior")
     prior.add_argument("--prior", choices=("bend", "bead", "fan", "all"), default="bend",
-                       help="deformation family the auto-encoder was trained on (default: bend)")
+                       help="deformation family the auto-encoder was trained on (default: bend; "
+                       "bend/bead/fan weights are shipped, all is trained on first use)")
     opt = r.add_argument_group("optimisation")
     opt.add_argument("--iterations", type=int, default=750,
                      help="maximum iterations (default: 750)")
@@ -103,78 +97,13 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def _load_signal(path: str) -> np.ndarray:
-    if not os.path.isfile(path):
-        raise InputError(f"{path}: signal file not found")
-    try:
-        if path.endswith(".npy"):
-            arr = np.load(path, allow_pickle=False)
-        elif path.endswith(".json"):
-            with open(path, encoding="utf-8") as fh:
-                data = json.load(fh)
-            arr = np.asarray(data["signal"] if isinstance(data, dict) else data, dtype=float)
-        else:
-            with open(path, encoding="utf-8") as fh:
-                text = fh.read().replace(",", " ")
-            arr = np.array([float(t) for t in text.split()])
-    except (ValueError, KeyError, TypeError, OSError, json.JSONDecodeError) as err:
-        raise InputError(f"{path}: cannot read a numeric signal ({type(err).__name__}: {err})") \
-            from err
-    arr = np.asarray(arr, dtype=float)
-    if arr.size == 0:
-        raise InputError(f"{path}: signal file holds no values")
-    return arr
-
-
-def _load_reference(path: str):
-    import meshio
-    import torch
-
-    if not os.path.isfile(path):
-        raise InputError(f"{path}: reference mesh not found")
-    try:
-        m = meshio.read(path)
-    except Exception as err:  # meshio raises many types for unreadable files
-        raise InputError(f"{path}: cannot read the reference mesh ({err})") from err
-    return torch.as_tensor(np.asarray(m.points, dtype=float))
-
-
-def _write_mesh_atomic(path: Path, vertices, tetrahedra) -> None:
-    import meshio
-
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".mesh-", suffix=".vtu")
-    os.close(fd)
-    try:
-        meshio.write(tmp, meshio.Mesh(np.asarray(vertices, dtype=float),
-                                      [("tetra", np.asarray(tetrahedra, dtype=np.int64))]),
-                     file_format="vtu")
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600 files
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
 def run_reconstruct(args: argparse.Namespace) -> int:
     """Body of ``prismflow-mesh reconstruct``; raises InputError on bad input."""
     import torch
 
-    from ..io import save_json_atomic
-    from ..remidi.protocol import Protocol
-    from ..remidi.reconstruct import ReconstructionConfig, reconstruct_from_signal
+    from ..remidi.reconstruct import ReconstructionConfig, reconstruct_files
 
     torch.set_num_threads(max(1, args.threads))
-    out = Path(args.out)
-    if out.exists() and not out.is_dir():
-        raise InputError(f"{out}: --out exists and is not a folder")
-    existing = [n for n in _OUTPUTS if (out / n).exists()]
-    if existing and not args.force:
-        raise InputError(f"{out}: outputs exist ({', '.join(existing)}); use --force to overwrite")
-    protocol = Protocol.load(args.protocol)
-    signal = _load_signal(args.signal)
-    reference = _load_reference(args.reference) if args.reference else None
     if args.iterations < 1 or not args.lr > 0:
         raise InputError(f"--iterations must be >= 1 and --lr > 0, got {args.iterations}, "
                          f"{args.lr}")
@@ -182,34 +111,11 @@ def run_reconstruct(args: argparse.Namespace) -> int:
         n_iter=args.iterations, lr=args.lr, optimizer=args.optimizer, scheduler=args.scheduler,
         restart_period=args.restart_period, grad_clip=args.grad_clip or None,
         loss_scale=args.loss_scale, patience=args.patience, n_eig=args.n_eig)
-    logger.info("reconstruct: signal %s, protocol %s %s, prior %s, %d iterations, %d threads",
-                args.signal, args.protocol, protocol.shape, args.prior, args.iterations,
-                torch.get_num_threads())
-    try:
-        result = reconstruct_from_signal(signal, protocol, sae_kind=args.prior, config=config,
-                                         reference=reference)
-    except InputError as err:
-        raise InputError(f"{args.signal}: {err}") from err
-    out.mkdir(parents=True, exist_ok=True)
-    _write_mesh_atomic(out / "mesh.vtu", result.vertices.detach().numpy(),
-                       result.tetrahedra.detach().cpu().numpy()
-                       if hasattr(result.tetrahedra, "detach") else result.tetrahedra)
-    summary = result.summary()
-    summary.update({
-        "signal": os.path.abspath(args.signal),
-        "protocol": protocol.to_dict(),
-        "prior": args.prior,
-        "loss_curve": result.loss,
-        "chamfer_curve_um": result.chamfer,
-        "latent": result.latent.tolist(),
-        "units": {"vertices": "um", "bvalues": "s/mm^2", "times": "ms",
-                  "diffusivity": "mm^2/s", "chamfer": "um"},
-        "torch": torch.__version__,
-    })
-    save_json_atomic(summary, out / "reconstruction.json")
-    logger.info("wrote %s and %s (loss %.4g -> %.4g in %.1f s)", out / "mesh.vtu",
-                out / "reconstruction.json", result.loss[0], result.loss[result.best_iteration],
-                result.seconds)
+    logger.info("reconstruct: signal %s, protocol %s, prior %s, ≤ %d iterations, %d thread(s)",
+                args.signal, args.protocol, args.prior, args.iterations, torch.get_num_threads())
+    paths = reconstruct_files(args.signal, args.protocol, args.out, prior=args.prior,
+                              config=config, reference_path=args.reference, force=args.force)
+    logger.info("wrote %s and %s", paths["mesh"], paths["json"])
     return 0
 
 

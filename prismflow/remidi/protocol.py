@@ -27,11 +27,12 @@ import math
 import os
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 
 from ..io.errors import InputError
 
-__all__ = ["Protocol", "paper_protocol", "hemisphere_directions"]
+__all__ = ["Protocol", "paper_protocol", "hemisphere_directions", "load_signal"]
 
 
 def hemisphere_directions(n: int) -> torch.Tensor:
@@ -214,3 +215,34 @@ def paper_protocol(
     dirs = tuple(tuple(g) for g in hemisphere_directions(n_dir).tolist())
     seqs = tuple((float(delta_ms), float(d)) for d in Delta_ms)
     return Protocol(seqs, bvals, dirs, n_eig=n_eig, source="paper_protocol")
+
+
+def load_signal(path: str | os.PathLike) -> np.ndarray:
+    """Read a b0-normalised signal file: ``.npy``, ``.json`` (a nested list or
+    ``{"signal": [...]}``) or whitespace/comma separated text.
+
+    Returns
+    -------
+    ndarray, float64 — as stored; :func:`prismflow.remidi.reconstruct_from_signal` reshapes it to
+    the protocol's (n_seq, n_b, n_dir) in C order. Raises InputError naming the file.
+    """
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise InputError(f"{path}: signal file not found")
+    try:
+        if path.endswith(".npy"):
+            arr = np.load(path, allow_pickle=False)
+        elif path.endswith(".json"):
+            with open(path, encoding="utf-8") as fh:
+                data = json.load(fh)
+            arr = data["signal"] if isinstance(data, dict) else data
+        else:
+            with open(path, encoding="utf-8") as fh:
+                arr = [float(t) for t in fh.read().replace(",", " ").split()]
+        arr = np.asarray(arr, dtype=np.float64)
+    except (ValueError, KeyError, TypeError, OSError) as err:  # JSONDecodeError is a ValueError
+        raise InputError(f"{path}: cannot read a numeric signal ({type(err).__name__}: {err})") \
+            from err
+    if arr.size == 0:
+        raise InputError(f"{path}: signal file holds no values")
+    return arr

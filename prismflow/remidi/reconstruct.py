@@ -19,10 +19,14 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
+import os
+import tempfile
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable
 
+import numpy as np
 import torch
 
 from .protocol import Protocol
@@ -35,8 +39,15 @@ __all__ = [
     "MeshReconstruction",
     "reconstruct",
     "reconstruct_from_signal",
+    "reconstruct_files",
+    "save_reconstruction",
+    "load_reference_mesh",
     "simulate_vertices",
+    "OUTPUT_NAMES",
 ]
+
+OUTPUT_NAMES = {"mesh": "mesh.vtu", "json": "reconstruction.json"}
+"""Files written by :func:`save_reconstruction` into its output folder."""
 
 
 @dataclass(frozen=True)
@@ -403,3 +414,118 @@ def reconstruct_from_signal(
         raise InputError("signal contains NaN or infinite values")
     return MeshReconstruction(protocol, sae_kind=sae_kind, config=config).fit(sig,
                                                                              reference=reference)
+
+
+# ---------------------------------------------------------------------------------------------
+# Files in, files out (the CLI and the pydra task call these)
+
+
+def load_reference_mesh(path: str | os.PathLike) -> torch.Tensor:
+    """Vertices (V, 3), µm, of a mesh file readable by meshio; InputError naming the file."""
+    import meshio
+
+    from ..io.errors import InputError
+
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise InputError(f"{path}: reference mesh not found")
+    try:
+        mesh = meshio.read(path)
+    except Exception as err:  # meshio raises many types for unreadable files
+        raise InputError(f"{path}: cannot read the reference mesh ({err})") from err
+    return torch.as_tensor(np.asarray(mesh.points, dtype=np.float64))
+
+
+def _write_vtu_atomic(path: Path, vertices: np.ndarray, tetrahedra: np.ndarray) -> None:
+    import meshio
+
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".mesh-", suffix=".vtu")
+    os.close(fd)
+    try:
+        meshio.write(tmp, meshio.Mesh(vertices, [("tetra", tetrahedra)]), file_format="vtu")
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600 files
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def save_reconstruction(result: ReconstructionResult, out_dir: str | os.PathLike, *,
+                        protocol: Protocol, extra: dict | None = None) -> dict[str, Path]:
+    """Write ``mesh.vtu`` (µm) and ``reconstruction.json`` atomically into ``out_dir``.
+
+    Returns
+    -------
+    dict — ``{"mesh": Path, "json": Path}``.
+    """
+    from ..io import save_json_atomic
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {k: out / v for k, v in OUTPUT_NAMES.items()}
+    tets = torch.as_tensor(result.tetrahedra).detach().cpu().numpy().astype(np.int64)
+    _write_vtu_atomic(paths["mesh"], result.vertices.detach().cpu().numpy().astype(np.float64),
+                      tets)
+    summary = result.summary()
+    summary.update({
+        "protocol": protocol.to_dict(),
+        "loss_curve": result.loss,
+        "chamfer_curve_um": result.chamfer,
+        "latent": result.latent.tolist(),
+        "units": {"vertices": "um", "bvalues": "s/mm^2", "times": "ms",
+                  "diffusivity": "mm^2/s", "chamfer": "um"},
+        "torch": str(torch.__version__),
+    })
+    summary.update(extra or {})
+    save_json_atomic(summary, paths["json"])
+    return paths
+
+
+def reconstruct_files(
+    signal_path: str | os.PathLike,
+    protocol_path: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    *,
+    prior: str = "bend",
+    config: ReconstructionConfig | None = None,
+    reference_path: str | os.PathLike | None = None,
+    force: bool = False,
+) -> dict[str, Path]:
+    """Read a signal and a protocol file, reconstruct, write the outputs.
+
+    Parameters
+    ----------
+    signal_path : path — b0-normalised signal (see :func:`prismflow.remidi.protocol.load_signal`).
+    protocol_path : path — protocol JSON (see :mod:`prismflow.remidi.protocol`).
+    out_dir : path — folder for ``mesh.vtu`` and ``reconstruction.json`` (created).
+    prior : {"bend", "bead", "fan", "all"} — SAE deformation family.
+    config : ReconstructionConfig, optional.
+    reference_path : path, optional — true mesh for Chamfer curves.
+    force : bool — overwrite existing outputs (otherwise InputError).
+
+    Returns
+    -------
+    dict — ``{"mesh": Path, "json": Path}``.
+    """
+    from ..io.errors import InputError
+    from .protocol import load_signal
+
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise InputError(f"{out}: output path exists and is not a folder")
+    existing = [n for n in OUTPUT_NAMES.values() if (out / n).exists()]
+    if existing and not force:
+        raise InputError(f"{out}: outputs exist ({', '.join(existing)}); use --force to overwrite")
+    protocol = Protocol.load(protocol_path)
+    signal = load_signal(signal_path)
+    reference = load_reference_mesh(reference_path) if reference_path else None
+    try:
+        result = reconstruct_from_signal(signal, protocol, sae_kind=prior, config=config,
+                                         reference=reference)
+    except InputError as err:
+        raise InputError(f"{os.fspath(signal_path)}: {err}") from err
+    return save_reconstruction(result, out, protocol=protocol, extra={
+        "signal": os.path.abspath(signal_path), "prior": prior,
+        "reference": None if reference_path is None else os.path.abspath(reference_path)})
