@@ -24,10 +24,11 @@ from .spectral import SpectralBasis, graph_laplacian  # noqa: E402
 from .sae import SpectralAutoEncoder, load_sae, train_sae  # noqa: E402
 from .protocol import Protocol, paper_protocol  # noqa: E402
 from .reconstruct import (MeshReconstruction, ReconstructionConfig,  # noqa: E402
-                          ReconstructionResult, reconstruct, reconstruct_from_signal)
+                          ReconstructionResult, reconstruct, reconstruct_from_signal,
+                          reconstruct_files)
 from .mlp import SignalToMeshMLP, train_mlp  # noqa: E402
 
 __all__ += ["Deformation", "bend_twist", "bead", "fan", "SpectralBasis", "graph_laplacian",
             "SpectralAutoEncoder", "load_sae", "train_sae", "Protocol", "paper_protocol",
             "MeshReconstruction", "ReconstructionConfig", "ReconstructionResult", "reconstruct",
-            "reconstruct_from_signal", "SignalToMeshMLP", "train_mlp"]
+            "reconstruct_from_signal", "reconstruct_files", "SignalToMeshMLP", "train_mlp"]
