@@ -213,10 +213,11 @@ class _Chebyshev(torch.autograd.Function):
         T = torch.empty((m + 1, nd, k, 2, C), dtype=dt)
         T[0] = v
         y = v * a[0]
+        rot = torch.empty((nd, k, 2, C), dtype=dt)
         for j in range(m):
             w = 1.0 if j == 0 else 2.0
             _apply_X(T[j + 1], T[j], None if j == 0 else T[j - 1], w, scale, lam_, pv, W_,
-                     pairs, s_, transpose=False)
+                     pairs, s_, rot, transpose=False)
             y.addcmul_(T[j + 1], a[j + 1])
         ctx.save_for_backward(T, lam_, pv, W_, pairs, s_, a)
         ctx.scale = scale
@@ -229,54 +230,51 @@ class _Chebyshev(torch.autograd.Function):
         m1, nd, k, _, C = T.shape
         m = m1 - 1
         ybar = ybar.to(T.dtype).contiguous()
-        lam_bar = torch.zeros_like(lam_)
         pv_bar = torch.zeros_like(pv)
         W_bar = torch.zeros_like(W_)
+        acc = torch.zeros((nd, k, 2, C), dtype=T.dtype)  # Σ_j f_j B_{j+1} ⊙ T_j
         has_pairs = pairs.numel() > 0
         pi, pj = (pairs[:, 0], pairs[:, 1]) if has_pairs else (None, None)
         b_next2 = None  # B_{j+2}
         b_next = ybar * a[m]  # B_m
-        zs = torch.empty((nd, k, 2, C), dtype=T.dtype)
+        rot = torch.empty((nd, k, 2, C), dtype=T.dtype)
         for j in range(m - 1, -1, -1):
             w = 1.0 if j == 0 else 2.0
             tj = T[j]
-            # parameter gradients from T_{j+1} = w X T_j − T_{j−1}
             f = w * scale
-            lam_bar.add_((b_next * tj).sum(dim=(0, 2, 3)), alpha=f)
+            # B_j = a_j ȳ + w Xᵀ B_{j+1} − B_{j+2}; leaves rot = B_{j+1}·Pᵀ
+            bj = torch.empty_like(b_next)
+            _apply_X(bj, b_next, b_next2, w, scale, lam_, pv, W_, pairs, s_, rot,
+                     transpose=True)
+            bj.addcmul_(ybar, a[j])
+            # parameter gradients from T_{j+1} = w X T_j − T_{j−1}
+            acc.addcmul_(b_next, tj, value=f)
             if has_pairs:
                 pv_bar.add_((b_next[:, pi] * tj[:, pj]).sum(dim=(0, 2, 3)), alpha=f)
-            if W_.numel():
-                torch.mul(tj[:, :, 1], -s_, out=zs[:, :, 0])
-                torch.mul(tj[:, :, 0], s_, out=zs[:, :, 1])
-                W_bar.baddbmm_(b_next.reshape(nd, k, 2 * C),
-                               zs.reshape(nd, k, 2 * C).transpose(1, 2), alpha=f)
-            # B_j = a_j ȳ + w Xᵀ B_{j+1} − B_{j+2}
-            bj = torch.empty_like(b_next)
-            _apply_X(bj, b_next, b_next2, w, scale, lam_, pv, W_, pairs, s_, transpose=True)
-            bj.addcmul_(ybar, a[j])
+            if W_.numel():  # W̄ += f (B_{j+1} Pᵀ) T_jᵀ  (= f B_{j+1} (T_j P)ᵀ)
+                W_bar.baddbmm_(rot.reshape(nd, k, 2 * C),
+                               tj.reshape(nd, k, 2 * C).transpose(1, 2), alpha=f)
             b_next2, b_next = b_next, bj
+        lam_bar = acc.sum(dim=(0, 2, 3))
         return (b_next, lam_bar, pv_bar if has_pairs else None, W_bar if W_.numel() else None,
                 None, None, None, None)
 
 
-def _apply_X(out, t, t_prev, w, scale, lam, pv, W, pairs, s, *, transpose: bool):
-    """out = w·(scale·K − I) t − t_prev (or with Kᵀ: s → −s, pairs transposed), in place."""
+def _apply_X(out, t, t_prev, w, scale, lam, pv, W, pairs, s, rot, *, transpose: bool):
+    """out = w·(scale·K − I) t − t_prev (or with Kᵀ: s → −s, pairs transposed), in place.
+
+    The i s W part is W (t P) with the column map t P = [−s t_im, s t_re] (Pᵀ for the
+    transpose), formed in the buffer ``rot`` and added by one batched product.
+    """
     nd, k, _, C = t.shape
     torch.mul(t, (w * (scale * lam - 1.0))[None, :, None, None], out=out)
     if t_prev is not None:
         out.sub_(t_prev)
-    if W.numel() == 0:  # no gradient in this segment
-        pass
-    elif transpose:
-        wt = torch.matmul(W, t.reshape(nd, k, 2 * C)).reshape(nd, k, 2, C)
-        ws = (w * scale) * s
-        out[:, :, 0].addcmul_(wt[:, :, 1], ws)
-        out[:, :, 1].addcmul_(wt[:, :, 0], ws, value=-1.0)
-    else:
-        wt = torch.matmul(W, t.reshape(nd, k, 2 * C)).reshape(nd, k, 2, C)
-        ws = (w * scale) * s
-        out[:, :, 0].addcmul_(wt[:, :, 1], ws, value=-1.0)
-        out[:, :, 1].addcmul_(wt[:, :, 0], ws)
+    if W.numel():
+        sign = -1.0 if transpose else 1.0
+        torch.mul(t[:, :, 1], -sign * s, out=rot[:, :, 0])
+        torch.mul(t[:, :, 0], sign * s, out=rot[:, :, 1])
+        out.view(nd, k, 2 * C).baddbmm_(W, rot.view(nd, k, 2 * C), alpha=w * scale)
     if pairs.numel():
         src, dst = (pairs[:, 0], pairs[:, 1]) if transpose else (pairs[:, 1], pairs[:, 0])
         out.index_add_(1, dst, t[:, src] * ((w * scale) * pv)[None, :, None, None])
