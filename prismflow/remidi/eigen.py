@@ -24,7 +24,6 @@ Units follow the caller (the simulator uses Âµm, ms: eigenvalues in 1/ms, O(1)â€
 from __future__ import annotations
 
 import logging
-import math
 import warnings
 
 import numpy as np

@@ -32,9 +32,6 @@ __all__ = ["ElementGeometry", "element_geometry", "mass_blocks", "stiffness_bloc
            "assemble_blocks", "assemble_dense", "assemble_scipy", "apply_blocks",
            "project_blocks"]
 
-_EYE1 = None
-
-
 @dataclass
 class ElementGeometry:
     """Per-tetrahedron volume (T,) in µm³ and barycentric gradients (T, 4, 3) in 1/µm."""
@@ -201,7 +198,8 @@ def assemble_scipy(index: torch.Tensor, blocks: torch.Tensor, n: int) -> sp.csr_
     return sp.csr_matrix((vals.numpy(), (rows.numpy(), cols.numpy())), shape=(n, n))
 
 
-def apply_blocks(index: torch.Tensor, blocks: torch.Tensor, x: torch.Tensor, n: int) -> torch.Tensor:
+def apply_blocks(index: torch.Tensor, blocks: torch.Tensor, x: torch.Tensor,
+                 n: int) -> torch.Tensor:
     """(Σ_e P_eᵀ B_e P_e) x for x of shape (n, K), without forming the matrix (differentiable).
 
     ``blocks`` may carry a leading batch axis (C, E, k, k), giving (C, n, K).

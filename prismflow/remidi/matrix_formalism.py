@@ -39,7 +39,7 @@ import scipy.special as ssp
 import torch
 
 from ..io.errors import InputError
-from .eigen import DENSE_MAX, clusters, cutoff_count, generalized_eigh, _gap_tol
+from .eigen import DENSE_MAX, _gap_tol, clusters, generalized_eigh
 from .fem import apply_blocks, assemble_blocks, project_blocks
 from .sequences import Waveform
 
@@ -105,8 +105,8 @@ class ProjectedOperators:
     ----------
     lam : (k,) diagonal of A (1/ms); pairs : (P, 2) long — off-diagonal positions (i ≠ j)
     kept: within clusters of (near-)equal eigenvalues, or all of them when relaxation
-    couples the modes (then ``exact_gap`` is False); pvals : (P,) their values; W : (3, k, k) µm — coordinate matrices about ``center``;
-    c : (k,) µm^{3/2} — Φᵀ M 1; center : (3,) µm (volume centroid); eigenvalues : (k,)
+    couples the modes (then ``exact_gap`` is False); pvals : (P,) their values;
+    W : (3, k, k) µm — coordinate matrices about ``center``; c : (k,) µm^{3/2} — Φᵀ M 1; center : (3,) µm (volume centroid); eigenvalues : (k,)
     numpy, of the eigenproblem.
     """
 

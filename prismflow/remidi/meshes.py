@@ -125,7 +125,8 @@ def tetra_volumes(vertices: torch.Tensor, tetrahedra: torch.Tensor) -> torch.Ten
     return torch.linalg.det(d) / 6.0
 
 
-def boundary_faces(tetrahedra: torch.Tensor, interfaces: torch.Tensor | None = None) -> torch.Tensor:
+def boundary_faces(tetrahedra: torch.Tensor,
+                   interfaces: torch.Tensor | None = None) -> torch.Tensor:
     """Triangles on the outer boundary (faces owned by exactly one tetrahedron), outward-oriented.
 
     Interface triangles (duplicated vertices on both sides) are removed.

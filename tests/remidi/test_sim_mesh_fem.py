@@ -2,7 +2,6 @@
 
 import math
 
-import numpy as np
 import pytest
 import torch
 
@@ -26,7 +25,8 @@ def test_default_cylinder_like_the_paper_axon():
     assert m.vertices.dtype == torch.float64 and m.tetrahedra.dtype == torch.long
     v = m.vertices
     assert torch.allclose(v.mean(0)[:2], torch.zeros(2, dtype=torch.float64), atol=1e-12)
-    assert float(v[:, 2].min()) == pytest.approx(-4.5) and float(v[:, 2].max()) == pytest.approx(4.5)
+    assert float(v[:, 2].min()) == pytest.approx(-4.5)
+    assert float(v[:, 2].max()) == pytest.approx(4.5)
     assert float(v[:, :2].norm(dim=1).max()) == pytest.approx(3.0)
     q = m.quality()
     assert q["n_inverted"] == 0 and q["min_quality"] > 0.2
