@@ -21,11 +21,14 @@ Units inside the simulator: µm, ms, D in µm²/ms (1 mm²/s = 1e3 µm²/ms), κ
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 import numpy as np
 import scipy.sparse as sp
 import torch
+
+logger = logging.getLogger(__name__)
 
 __all__ = ["ElementGeometry", "element_geometry", "mass_blocks", "stiffness_blocks",
            "coordinate_blocks", "relaxation_blocks", "flux_blocks", "FEMBlocks",
@@ -50,6 +53,10 @@ def element_geometry(vertices: torch.Tensor, tetrahedra: torch.Tensor) -> Elemen
     g123 = inv.transpose(1, 2)  # (T, 3, 3), row i = ∇λ_{i+1}
     g0 = -g123.sum(dim=1, keepdim=True)
     grad = torch.cat([g0, g123], dim=1)
+    n_bad = int((det.detach() <= 0).sum())
+    if n_bad:
+        logger.warning("%d of %d tetrahedra are inverted or flat (signed volume <= 0); "
+                       "their |volume| is used", n_bad, det.shape[0])
     return ElementGeometry(volume=det.abs() / 6.0, grad=grad, points=p)
 
 
