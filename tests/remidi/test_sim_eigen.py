@@ -3,6 +3,7 @@
 import math
 
 import numpy as np
+import pytest
 import scipy.special as ssp
 import torch
 
@@ -142,3 +143,19 @@ def test_sparse_backward_matches_dense():
         s.square().sum().backward()
         grads.append(v.grad)
     assert torch.allclose(grads[0], grads[1], rtol=1e-6, atol=1e-8 * float(grads[0].abs().max()))
+
+
+@pytest.mark.slow
+def test_sparse_path_on_a_larger_mesh_matches_dense():
+    m = cylinder_mesh(3.0, 9.0, 2000)
+    u = torch.tensor([[1.0, 0.0, 0.0], [0.3, 0.2, 1.0]], dtype=torch.float64)
+    b = [0.0, 2000.0, 8000.0]
+    out = {}
+    for method in ("dense", "sparse"):
+        v = m.vertices.clone().requires_grad_(True)
+        s = simulate_signal(m.with_vertices(v), PGSE(5, 25), b, u, method=method)
+        s.sum().backward()
+        out[method] = (s.detach(), v.grad)
+    assert torch.allclose(out["dense"][0], out["sparse"][0], atol=1e-9)
+    g_d, g_s = out["dense"][1], out["sparse"][1]
+    assert float((g_d - g_s).norm() / g_d.norm()) < 1e-6
