@@ -170,9 +170,18 @@ def test_exact_identities():
     Q, _ = torch.linalg.qr(torch.randn(3, 3, generator=gen, dtype=torch.float64))
     mr = m.with_vertices(m.vertices @ Q.T)
     assert torch.allclose(S, simulate_signal(mr, seqs, b, u @ Q.T), atol=1e-9)
-    # translating the mesh leaves an echo's signal unchanged
-    mt = m.with_vertices(m.vertices + torch.tensor([3.0, -1.0, 7.0], dtype=torch.float64))
+    # translating the mesh leaves an echo's signal unchanged ...
+    shift = torch.tensor([3.0, -1.0, 7.0], dtype=torch.float64)
+    mt = m.with_vertices(m.vertices + shift)
     assert torch.allclose(S, simulate_signal(mt, seqs, b, u), atol=1e-9)
+    # ... and multiplies a non-echo's (zeroth moment m0 ≠ 0) by exp(−i q m0 u·shift)
+    fid = PiecewiseConstant([2.0, 3.0], [1.0, 0.0])
+    s1 = simulate_signal(m, fid, b, u, return_complex=True)
+    s2 = simulate_signal(mt, fid, b, u, return_complex=True)
+    q = torch.sqrt(b * 1e-3 / fid.b_factor_ms3)
+    un = u / u.norm(dim=1, keepdim=True)
+    phase = torch.exp(-1j * q[:, None] * fid.zeroth_moment_ms * (un @ shift)[None, :])
+    assert torch.allclose(s2[0], s1[0] * phase, atol=1e-9)
 
 
 def test_t2_relaxation_and_permeability():
