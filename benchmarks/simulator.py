@@ -123,7 +123,8 @@ def accuracy(torch) -> None:
           "attenuation 1 − S ==")
     b = np.array([10.0, 50.0, 100.0, 200.0])
     meshes = [("12-gon equal-area", circle(3.0, 2.0, 200, n_layers=3)),
-              ("24-gon equal-area", circle(3.0, 2.0, 1000, n_sides=24, n_layers=3))]
+              ("24-gon equal-area", circle(3.0, 2.0, 1000, n_sides=24, n_layers=3)),
+              ("48-gon equal-area", circle(3.0, 2.0, 2000, n_sides=48, n_layers=3))]
     for d, D in ((5, 10), (5, 50)):
         g = gaussian_phase_cylinder_perpendicular(3.0, d, D, b)
         ex = cylinder_signal(3.0, None, PGSE(d, D), b, [[1, 0, 0]], alpha_max=20)[:, 0]
