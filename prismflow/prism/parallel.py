@@ -131,9 +131,8 @@ def plan_workers(n_jobs: int, device: torch.device, workers: int | None,
 
     CUDA, or inside a daemonic process: one in-process worker. CPU: ``workers`` when given,
     else as many as there are cores (``os.sched_getaffinity``), slabs, budget / per-slab
-    memory and ``n_voxels`` / :data:`MIN_VOXELS_PER_WORKER` allow; threads = 1, or
-    cores // workers when memory or slabs leave cores idle, so that workers × threads never
-    exceeds the cores.
+    memory and ``n_voxels`` / :data:`MIN_VOXELS_PER_WORKER` allow; one thread each, so that
+    workers × threads never exceeds the cores.
     """
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     if device.type == "cuda":
@@ -146,11 +145,10 @@ def plan_workers(n_jobs: int, device: torch.device, workers: int | None,
         by_size = cores if n_voxels is None else max(1, -(-n_voxels // MIN_VOXELS_PER_WORKER))
         workers = max(1, min(cores, n_jobs, by_mem, by_size))
     workers = max(1, min(int(workers), max(1, n_jobs)))
-    # one thread per worker unless fewer workers than cores: the chunked kernel's small ops
-    # lose badly to OpenMP barriers when the cores are shared (36× slower measured with 2
-    # threads on 2 busy cores), so spare cores go to workers, not to threads
-    threads = max(1, cores // workers) if workers < min(cores, n_jobs) else 1
-    return workers, threads
+    # one thread per worker: the chunked kernel's small ops lose badly to OpenMP barriers when
+    # the cores are shared (36× slower measured with 2 threads on 2 busy cores), so the
+    # parallelism on CPU comes from worker processes only
+    return workers, 1
 
 
 def run_jobs(make_job, n_jobs: int, acq: Acquisition, cfg: PrismConfig, *, workers: int,
