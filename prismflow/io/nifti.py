@@ -50,6 +50,10 @@ def _atomic_target(path: Path):
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
     os.close(fd)
+    # mkstemp creates 0600; give the final file the permissions a plain open() would
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)
     return Path(tmp)
 
 
@@ -63,6 +67,7 @@ def save_nifti_atomic(data: np.ndarray, affine: np.ndarray, path: str | Path,
         # nibabel picks compression from the suffix, so save under a matching temporary name.
         tmp_named = tmp.with_name(tmp.name + ("".join(path.suffixes[-2:]) if path.name.endswith(".nii.gz") else ".nii"))
         nib.save(img, str(tmp_named))
+        os.chmod(tmp_named, os.stat(tmp).st_mode & 0o777)
         os.replace(tmp_named, path)
     finally:
         tmp.unlink(missing_ok=True)
