@@ -83,6 +83,15 @@ def bytes_per_voxel(n_meas: int, n_fibres: int) -> int:
     return 46 * n_meas + 200 * n_fibres + 1024
 
 
+def stitch_gib(n_voxels: int, n_meas: int, n_fibres: int, *, slab_size: int = 30,
+               overlap: int = 5) -> float:
+    """Memory of stitching in the calling process, GiB: the slab results (float32 predictions,
+    counted once per overlapping slab) and the blended float32 prediction and maps."""
+    redundancy = 1.0 + overlap / max(1, slab_size - overlap)
+    per_voxel = 4 * n_meas * (1 + redundancy) + 8 * (12 * n_fibres + 16) * (1 + redundancy)
+    return n_voxels * per_voxel / 2**30
+
+
 def slab_size_for_memory(mask: np.ndarray, n_meas: int, n_fibres: int, mem_gb: float, *,
                          axis: int = 2, overlap: int = 5) -> int:
     """The thickest slab (slices) whose worst-case voxel count fits in ``mem_gb`` GiB.
@@ -233,8 +242,10 @@ def fit_volume(dwi: np.ndarray, acq: Acquisition, mask: np.ndarray | None, cfg: 
     ----------
     slab_size : slices per slab (the paper: 30); None derives it from the memory budget alone.
     mem_gb : memory budget of the fit, GiB (default: half the free RAM, or 80 % of the free
-        device memory on CUDA). Slabs are made thinner than ``slab_size`` when a slab would
-        not fit: the worst slab's voxels × :func:`bytes_per_voxel` × workers stays under it.
+        device memory on CUDA): the slab workers plus the stitched result (:func:`stitch_gib`);
+        the input volume is the caller's (a memory map works). Slabs are made thinner than
+        ``slab_size`` when a slab would not fit: per worker, the worst slab's voxels ×
+        :func:`bytes_per_voxel` + :data:`WORKER_OVERHEAD_GIB` stays under its share.
     workers : CPU worker processes fitting slabs in parallel (default: cores, slabs and
         budget permitting; threads per worker = cores // workers). CUDA uses one.
     warm_start : None (random start, the paper) or a method of
@@ -262,10 +273,13 @@ def fit_volume(dwi: np.ndarray, acq: Acquisition, mask: np.ndarray | None, cfg: 
     want = max(overlap + 1, min(int(want), mask.shape[axis]))
     worst = np.convolve(per_slice, np.ones(want), mode="valid").max()
     n_slabs_guess = len(plan_slabs(dwi.shape[axis], slab_size=want, overlap=overlap, axis=axis))
-    n_workers, threads = plan_workers(n_slabs_guess, device, workers, budget,
+    # the stitched result lives in this process: take it off the budget before the workers
+    stitch = stitch_gib(int(mask.sum()), n_meas, k, slab_size=want, overlap=overlap)
+    fit_budget = max(budget - stitch, 0.25 * budget)
+    n_workers, threads = plan_workers(n_slabs_guess, device, workers, fit_budget,
                                       worst * bytes_per_voxel(n_meas, k) / 2**30 + WORKER_OVERHEAD_GIB,
                                       n_voxels=int(mask.sum()))
-    per_worker = budget / n_workers
+    per_worker = fit_budget / n_workers
     usable = max(per_worker - WORKER_OVERHEAD_GIB, 0.25 * per_worker)
     cap = slab_size_for_memory(mask, n_meas, k, usable, axis=axis, overlap=overlap)
     if cap < want:
@@ -287,6 +301,7 @@ def fit_volume(dwi: np.ndarray, acq: Acquisition, mask: np.ndarray | None, cfg: 
     fit.info["wall_seconds"] = time.perf_counter() - t0
     fit.info["slab_size"], fit.info["slab_overlap"] = size, overlap
     fit.info.update(workers=n_workers, threads=threads, mem_gb=budget, device=str(device),
+                    stitch_gib=stitch,
                     warm_start=warm_start,
                     worker_peak_rss_gib=max(p.info.get("peak_rss_gib", 0.0) for p in parts if p),
                     peak_rss_gib=peak_rss_gib(),

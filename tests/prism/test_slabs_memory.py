@@ -35,6 +35,14 @@ def test_budget_sets_the_slab_thickness():
     assert slab_size_for_memory(mask, 288, 3, 1000.0) == 60
 
 
+def test_stitching_memory_is_counted():
+    from prismflow.prism.slabs import stitch_gib
+
+    full = stitch_gib(741_046, 288, 3)
+    assert 1.5 < full < 4.0                    # float32 predictions, once per overlapping slab
+    assert stitch_gib(1000, 288, 3) < full / 500
+
+
 def test_defaults_and_peaks_are_positive():
     assert default_budget_gib("cpu") >= 0.25
     assert peak_rss_gib() > 0
@@ -62,6 +70,7 @@ def test_memory_budget_thins_the_slabs_and_fit_still_matches(caplog, monkeypatch
     thick = fit_volume(dwi, acq, None, cfg, slab_size=12, overlap=2, workers=1, progress=False)
     per_slice_gib = 30 * bytes_per_voxel(len(acq), 3) / 2**30
     monkeypatch.setattr("prismflow.prism.slabs.WORKER_OVERHEAD_GIB", 0.0)
+    monkeypatch.setattr("prismflow.prism.slabs.stitch_gib", lambda *a, **k: 0.0)
     with caplog.at_level(logging.INFO, logger="prismflow.prism.slabs"):
         thin = fit_volume(dwi, acq, None, cfg, slab_size=12, overlap=2, workers=1, progress=False,
                           mem_gb=6.5 * per_slice_gib)
