@@ -271,7 +271,10 @@ def fit_volume(dwi: np.ndarray, acq: Acquisition, mask: np.ndarray | None, cfg: 
     per_slice = mask.sum(axis=tuple(d for d in range(3) if d != axis))
     want = slab_size if slab_size is not None else mask.shape[axis]
     want = max(overlap + 1, min(int(want), mask.shape[axis]))
-    worst = np.convolve(per_slice, np.ones(want), mode="valid").max()
+    # workers first, thick slabs second: a worker must at least hold a slab of 2·overlap + 2
+    # slices; beyond that the budget goes into slab thickness (up to ``slab_size``)
+    min_size = min(want, 2 * overlap + 2)
+    worst = np.convolve(per_slice, np.ones(min_size), mode="valid").max()
     n_slabs_guess = len(plan_slabs(dwi.shape[axis], slab_size=want, overlap=overlap, axis=axis))
     # the stitched result lives in this process: take it off the budget before the workers
     stitch = stitch_gib(int(mask.sum()), n_meas, k, slab_size=want, overlap=overlap)
