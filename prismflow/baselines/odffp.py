@@ -89,6 +89,9 @@ class ODFFingerprinting(BaselineMethod):
         "DSI 8-fold"; its 321-point hemisphere is used).
     seed : int — dictionary seed.
     batch_size : int — voxels per torch batch.
+    align : "refined" (default) or "grid" — the voxel's largest peak, found on a 2,562-vertex
+        sphere and refined off the grid, or (ablation) the best vertex of the matching
+        tessellation only.
     cache_dir : str or None — where dictionaries are cached (default
         ``$PRISMFLOW_CACHE`` or ``~/.cache/prismflow``/odffp); None-like "" disables.
 
@@ -105,8 +108,12 @@ class ODFFingerprinting(BaselineMethod):
                  penalty: float = 0.005, sampling_length: float = 1.25,
                  gqi_diffusivity: float = 0.01506 / 6, free_water_max: float = 0.2,
                  min_fraction: float = 0.15, matching_level: int = 4, seed: int = 0,
-                 batch_size: int = 256, cache_dir: str | None = None, **kwargs):
+                 batch_size: int = 256, cache_dir: str | None = None,
+                 align: str = "refined", **kwargs):
         super().__init__(**kwargs)
+        if align not in ("refined", "grid"):
+            raise InputError(f"align must be 'refined' or 'grid'; got {align!r}")
+        self.align = align
         if dictionary_size < 100:
             raise InputError(f"dictionary_size must be >= 100; got {dictionary_size}")
         w = np.asarray(count_weights, dtype=float)
@@ -145,12 +152,15 @@ class ODFFingerprinting(BaselineMethod):
         return torch.einsum("bpn,bn->bp", kern, E)
 
     def _largest_peak(self, E, q, coarse, step_deg=2.0, n_halvings=6):
-        """(B, 3) direction of the largest GQI ODF value: grid argmax then pattern search."""
+        """(B, 3) direction of the largest GQI ODF value: grid argmax then pattern search
+        (``n_halvings < 0``: the grid vertex, no refinement)."""
         import torch
 
         vals = self._gqi(E, coarse, q)
         best = torch.argmax(vals, dim=1)
         d = coarse[best].clone()
+        if n_halvings < 0:
+            return d
         v = vals[torch.arange(len(d)), best]
         offs = torch.tensor([(i, j) for i in range(-1, 2) for j in range(-1, 2)
                              if (i, j) != (0, 0)], dtype=E.dtype)  # compass stencil
@@ -322,7 +332,10 @@ class ODFFingerprinting(BaselineMethod):
         for a in range(0, V, self.batch_size):
             sl = slice(a, min(V, a + self.batch_size))
             Eb = E[sl]
-            peak = self._largest_peak(Eb, q, coarse)
+            if self.align == "grid":  # ablation: the matching tessellation's vertex
+                peak = self._largest_peak(Eb, q, match, n_halvings=-1)
+            else:
+                peak = self._largest_peak(Eb, q, coarse)
             R = rotation_to_z(peak)  # R @ peak = z
             # rotated ODF f_rot(m) = f(R^T m): rows m @ R
             pts = match[None] @ R  # (B, M, 3)
@@ -346,7 +359,7 @@ class ODFFingerprinting(BaselineMethod):
             for j, (c, _) in enumerate(groups):
                 scores_all[sl, c - 1] = bs[:, j].numpy()
         dirs, amps = apply_rule(out_dirs, out_amp, self.rule)
-        info = {"dictionary_size": self.dictionary_size,
+        info = {"dictionary_size": self.dictionary_size, "align": self.align,
                 "dictionary": self._dict_source,
                 "count_weights": self.count_weights, "penalty": self.penalty,
                 "gqi": {"sampling_length": self.sampling_length,
