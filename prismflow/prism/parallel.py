@@ -116,8 +116,6 @@ def _worker_run(job: SlabJob, acq: Acquisition, cfg: PrismConfig, warm_start) ->
     fit = fit_job(job, acq, cfg, progress=False, warm_start=warm_start)
     fit.info["peak_rss_gib"] = peak_rss_gib()
     fit.info["threads"] = torch.get_num_threads()
-    # the worker's copy of the slab data is not needed by the caller: drop the largest array
-    # that is already in the parent (the prediction stays: stitching blends it)
     return job.index, fit
 
 
