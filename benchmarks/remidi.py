@@ -11,7 +11,7 @@ cylinder (doing nothing). Ablations (on a bent axon, β = 0.3, τ = 0): number o
 Run (full: ≈ 50 min on 2 shared cores, see notes/issue-6.md)::
 
     python benchmarks/remidi.py --ablations --out table1.json
-    python benchmarks/remidi.py --quick          # ≈ 8 min: 2 cases per row, 60 iterations
+    python benchmarks/remidi.py --quick          # ≈ 2–5 min: 2 cases per row, 60 iterations
 
 Defaults vs the paper: 7 b-values (paper 21), 150 iterations (paper 750/1000), 40 eigenpairs,
 cosine warm restarts with T0 = 50; 30 directions and 3 sequences as the paper.
@@ -60,7 +60,8 @@ def _signal(template, vertices, protocol, n_eig):
 def _pick(cases: list[Deformation], n: int | None) -> list[Deformation]:
     if n is None or n >= len(cases):
         return cases
-    idx = sorted({round(i * (len(cases) - 1) / max(n - 1, 1)) for i in range(n)})
+    # interior, evenly spaced picks (the ends are often the undeformed mesh)
+    idx = sorted({round((i + 1) * (len(cases) - 1) / (n + 1)) for i in range(n)})
     return [cases[i] for i in idx]
 
 
