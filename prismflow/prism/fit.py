@@ -174,11 +174,13 @@ def fit_patch(data: np.ndarray, acq: Acquisition, cfg: PrismConfig, *,
         loss.backward()
         opt.step()
         losses[it] = loss.detach()
-        if cfg.tol > 0 and it >= max(cfg.patience, warm) and (it + 1) % cfg.patience == 0:
-            prev, cur = losses[it - cfg.patience].item(), losses[it].item()
+        if (it + 1) % cfg.patience == 0:          # one host sync per `patience` iterations
+            cur = losses[it].item()
             bar.update(cfg.patience, loss=cur)
-            if abs(prev - cur) <= cfg.tol * max(abs(prev), 1e-12):
-                break
+            if cfg.tol > 0 and it >= max(cfg.patience, warm):
+                prev = losses[it - cfg.patience].item()
+                if abs(prev - cur) <= cfg.tol * max(abs(prev), 1e-12):
+                    break
     n_run = it + 1
     bar.done = n_run
 
