@@ -207,12 +207,16 @@ def stitch_slabs(parts: list[PrismFit | None], slabs: list[Slab], mask: np.ndarr
         acc["fractions"][sub_ids, :3] += w[:, None] * p.fractions[:, :3]
         acc["fractions"][sub_ids, 3:] += w[:, None] * ffrac
         acc["f_in"][sub_ids] += w[:, None] * fin
-        acc["predicted"][sub_ids] += w[:, None] * p.predicted
+        acc["predicted"][sub_ids] += w[:, None].astype(np.float32) * p.predicted
         acc["bias"][sub_ids] += w * p.bias
         acc["residual_rms"][sub_ids] += w * p.residual_rms
         acc["dirs"][sub_ids] += (w[:, None] * ffrac + 1e-12)[..., None] * dirs
     wsum = np.maximum(acc["w"], 1e-12)
     avg = lambda a: a / wsum.reshape((-1,) + (1,) * (a.ndim - 1))  # noqa: E731
+    # the (V, N) prediction is blended in place, in float32 (a float64 average of a whole-brain
+    # prediction alone would be 1.7 GB)
+    predicted = acc.pop("predicted")
+    predicted /= wsum.astype(np.float32)[:, None]
     dirs = acc["dirs"] / np.maximum(np.linalg.norm(acc["dirs"], axis=-1, keepdims=True), 1e-12)
     fractions = avg(acc["fractions"])
     dirs, ffrac, fin = sort_fibres(dirs, fractions[:, 3:], avg(acc["f_in"]))
@@ -225,7 +229,7 @@ def stitch_slabs(parts: list[PrismFit | None], slabs: list[Slab], mask: np.ndarr
     info["voxel_iterations"] = int(sum(p.info["voxels"] * p.info["iterations"] for p, _ in used))
     return PrismFit(
         mask=mask, s0=avg(acc["s0"]), fractions=fractions, directions=dirs, f_in=fin,
-        predicted=avg(acc["predicted"]).astype(np.float32), bias=avg(acc["bias"]),
+        predicted=predicted, bias=avg(acc["bias"]),
         meas_scale=np.concatenate([p.meas_scale for p, _ in used]),
         meas_offset=np.concatenate([p.meas_offset for p, _ in used]),
         sigma=np.concatenate([p.sigma for p, _ in used]),
@@ -313,7 +317,7 @@ def fit_volume(dwi: np.ndarray, acq: Acquisition, mask: np.ndarray | None, cfg: 
     return fit
 
 
-def _masked_sample(dwi: np.ndarray, mask: np.ndarray, max_voxels: int = 200_000) -> np.ndarray:
+def _masked_sample(dwi: np.ndarray, mask: np.ndarray, max_voxels: int = 50_000) -> np.ndarray:
     """(≤ max_voxels, N) evenly spaced brain voxels, read slab by slab (for the global σ).
 
     Reading the whole masked volume at once would hold a second copy of it in memory.
