@@ -106,11 +106,28 @@ class ForceMethod(BaselineMethod):
         t0 = time.perf_counter()
         gtab = acq.to_dipy()
         def generate():
-            np.random.seed(self.seed)
-            return generate_force_simulations(
-                gtab, num_simulations=self.library_size, num_cpus=self.num_cpus,
-                wm_threshold=self.wm_threshold, diffusivity_config=self.diffusivity_config(),
-                compute_dti=True, compute_dki=False, verbose=False)
+            # dipy 1.12 re-seeds from PID + clock in ``init_worker`` even in its serial path, so
+            # a global seed alone is lost; swap in a seeded initialiser for the build. This makes
+            # serial builds (num_cpus=1) reproducible; spawned parallel workers are not.
+            import random
+
+            import dipy.sims.force as simforce
+
+            def seeded_init(base_seed=None):
+                np.random.seed(self.seed)
+                random.seed(self.seed)
+
+            original = simforce.init_worker
+            simforce.init_worker = seeded_init
+            try:
+                seeded_init()
+                return generate_force_simulations(
+                    gtab, num_simulations=self.library_size, num_cpus=self.num_cpus,
+                    wm_threshold=self.wm_threshold,
+                    diffusivity_config=self.diffusivity_config(),
+                    compute_dti=True, compute_dki=False, verbose=False)
+            finally:
+                simforce.init_worker = original
 
         if not self.cache_dir:
             sims, self._source = generate(), "built (no cache)"
