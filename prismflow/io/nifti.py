@@ -43,6 +43,9 @@ def load_image(path: str | Path, *, ndim: int | tuple[int, ...] | None = None,
             n_bad = int(np.size(data) - np.count_nonzero(np.isfinite(data)))
             raise InputError(f"{path}: {n_bad} voxel values are NaN or inf; "
                              "replace them (e.g. with 0) or exclude them from the mask")
+        # the check has read (and decompressed) everything: hand back an in-memory image so
+        # that callers reading ``dataobj`` do not read the file a second time
+        img = nib.Nifti1Image(data, img.affine, img.header)
     return img
 
 

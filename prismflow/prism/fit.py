@@ -24,7 +24,7 @@ from .config import PrismConfig
 from .fixels import merge_parallel, sort_fibres
 from .init import hashed_normal
 from .kernels import fidelity
-from .model import AcquisitionTensors, constrain, predict, tissue_signal
+from .model import AcquisitionTensors, constrain, predict
 from .priors import neighbour_pairs, prior_penalty
 from .result import PrismFit
 
