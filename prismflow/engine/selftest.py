@@ -9,18 +9,20 @@ from __future__ import annotations
 import os
 import socket
 
-from pydra.compose import python, workflow
+from pydra.compose import workflow
+
+from prismflow.tasks._define import python_task
 
 from .submit import EngineConfig, run_task
 
 
-@python.define(outputs=["square", "where"])
+@python_task(outputs=["square", "where"])
 def Square(x: int) -> tuple[int, str]:
     """x² and ``host:pid`` of the process that computed it."""
     return x * x, f"{socket.gethostname()}:{os.getpid()}"
 
 
-@python.define(outputs=["total"])
+@python_task(outputs=["total"])
 def Sum(values: list[int]) -> int:
     return int(sum(values))
 

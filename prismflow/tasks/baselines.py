@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 from fileformats.generic import File
-from pydra.compose import python
+from ._define import python_task
 
 from ._common import limit_threads, load_mask, load_series, save_peaks
 
@@ -29,7 +29,7 @@ def fit_baseline_peaks(data, acq, mask, method: str, options: dict):
     return dirs, amps, res
 
 
-@python.define(outputs=["peaks", "peaks_scanner", "info"])
+@python_task(outputs=["peaks", "peaks_scanner", "info"])
 def FitBaseline(dwi: File, bval: File, bvec: File, mask: File, method: str,
                 options: dict | None = None, n_threads: int = 1) -> tuple[File, File, File]:
     """Fit baseline ``method``; write ``peaks_<method>.nii.gz`` (bvec frame, for tracking),

@@ -6,10 +6,10 @@ import json
 from pathlib import Path
 
 from fileformats.generic import Directory, File
-from pydra.compose import python
+from ._define import python_task
 
 
-@python.define(outputs=["rows"])
+@python_task(outputs=["rows"])
 def SubjectMetrics(files: list[File]) -> File:
     """Tidy metric rows of one subject's derivatives, as ``rows.json``."""
     from prismflow.reports.group import subject_metrics
@@ -19,7 +19,7 @@ def SubjectMetrics(files: list[File]) -> File:
     return out
 
 
-@python.define(outputs=["table", "figures"])
+@python_task(outputs=["table", "figures"])
 def GroupReport(rows: list[File]) -> tuple[File, Directory]:
     """Concatenate the rows into ``prismflow_metrics.tsv`` and draw one figure per metric."""
     from prismflow.reports.group import plot_metrics, write_table

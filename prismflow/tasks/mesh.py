@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from fileformats.generic import File
-from pydra.compose import python
+from ._define import python_task
 
 
-@python.define(outputs=["mesh", "report"])
+@python_task(outputs=["mesh", "report"])
 def ReconstructMesh(signal: File, protocol: File, prior: str = "bend", n_iter: int = 150,
                     reference: File | None = None) -> tuple[File, File]:
     """Reconstruct an axon mesh from a b0-normalised signal (``prismflow-mesh reconstruct``).

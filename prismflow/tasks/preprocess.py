@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 from fileformats.generic import File
-from pydra.compose import python
+from ._define import python_task
 
 from prismflow.io import save_nifti_atomic, write_bval_bvec
 
@@ -33,7 +33,7 @@ def brain_mask(data: np.ndarray, b0: np.ndarray, *, method: str = "median_otsu",
     return mask.astype(bool)
 
 
-@python.define(outputs=["dwi", "bval", "bvec", "mask"])
+@python_task(outputs=["dwi", "bval", "bvec", "mask"])
 def PrepareDwi(in_dwi: File, in_bval: File, in_bvec: File, mask_method: str = "median_otsu",
                median_radius_vox: int = 4, numpass: int = 4) -> tuple[File, File, File, File]:
     """Validate the series against its gradient table; write float32 data, clean bval/bvec
@@ -49,7 +49,7 @@ def PrepareDwi(in_dwi: File, in_bval: File, in_bvec: File, mask_method: str = "m
     return dwi, Path("dwi.bval").absolute(), Path("dwi.bvec").absolute(), m
 
 
-@python.define(outputs=["dwi"])
+@python_task(outputs=["dwi"])
 def Denoise(in_dwi: File, mask: File) -> File:
     """MRtrix3 ``dwidenoise`` (MP-PCA) through nipype."""
     from nipype.interfaces.mrtrix3 import DWIDenoise
@@ -59,7 +59,7 @@ def Denoise(in_dwi: File, mask: File) -> File:
     return Path("denoised.nii.gz").absolute()
 
 
-@python.define(outputs=["dwi"])
+@python_task(outputs=["dwi"])
 def Degibbs(in_dwi: File) -> File:
     """MRtrix3 ``mrdegibbs`` (Gibbs-ringing removal) through nipype."""
     from nipype.interfaces.mrtrix3 import MRDeGibbs

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import nibabel as nib
 from fileformats.generic import Directory, File
-from pydra.compose import python
+from ._define import python_task
 
 from prismflow.io import save_nifti_atomic
 
@@ -54,7 +54,7 @@ def noise_sigma(dwi, acq, mask, config: dict, max_voxels: int = 200_000) -> floa
     return float(estimate_noise_sigma(data, acq, prism_config(config).calibration.sigma_init))
 
 
-@python.define(outputs=["slab_indices", "noise_sigma"])
+@python_task(outputs=["slab_indices", "noise_sigma"])
 def PlanSlabs(dwi: File, bval: File, bvec: File, mask: File, config: dict, slab_size: int = 30,
               overlap: int = 5) -> tuple[list[int], float]:
     """Indices of the overlapping slabs that cover the mask along z, and the noise σ that all
@@ -64,7 +64,7 @@ def PlanSlabs(dwi: File, bval: File, bvec: File, mask: File, config: dict, slab_
     return [int(s.index) for s in plan(mask, slab_size, overlap)], sigma
 
 
-@python.define(outputs=["part"])
+@python_task(outputs=["part"])
 def FitSlab(dwi: File, bval: File, bvec: File, mask: File, slab_index: int, config: dict,
             noise_sigma: float | None = None, slab_size: int = 30, overlap: int = 5,
             n_threads: int = 1, warm_start: str | None = None) -> File:
@@ -93,7 +93,7 @@ def FitSlab(dwi: File, bval: File, bvec: File, mask: File, slab_index: int, conf
     return out
 
 
-@python.define(outputs=["maps", "peaks", "peaks_scanner", "info"])
+@python_task(outputs=["maps", "peaks", "peaks_scanner", "info"])
 def StitchSlabs(parts: list[File], dwi: File, mask: File, config: dict, slab_size: int = 30,
                 overlap: int = 5) -> tuple[Directory, File, File, File]:
     """Blend the slab fits into whole-volume maps (``maps/<name>.nii.gz``) and peaks."""

@@ -8,7 +8,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 from fileformats.generic import File
-from pydra.compose import python
+from ._define import python_task
 
 from ._common import load_mask, load_peaks
 
@@ -30,7 +30,7 @@ def streamline_count(path) -> int:
     return int(hdr.get("nb_streamlines", hdr.get("count", 0)))
 
 
-@python.define(outputs=["tractogram", "method"])
+@python_task(outputs=["tractogram", "method"])
 def TrackPeaks(peaks: File, mask: File, config: dict, seed: int = 0) -> tuple[File, str]:
     """Deterministic streamlines on a peaks file; writes ``tracts_<method>.trk``."""
     from prismflow.tracking import TrackingConfig, save_trk, track_peaks
@@ -45,7 +45,7 @@ def TrackPeaks(peaks: File, mask: File, config: dict, seed: int = 0) -> tuple[Fi
     return out, method
 
 
-@python.define(outputs=["tractogram", "method"])
+@python_task(outputs=["tractogram", "method"])
 def TrackPeaksMrtrix(peaks: File, mask: File, config: dict, seed: int = 0) -> tuple[File, str]:
     """MRtrix3 ``tckgen -algorithm FACT`` on a scanner-frame peaks file (through nipype);
     writes ``tracts_<method>.tck``. Seeds on a regular grid in every mask voxel."""
@@ -65,7 +65,7 @@ def TrackPeaksMrtrix(peaks: File, mask: File, config: dict, seed: int = 0) -> tu
     return out, method
 
 
-@python.define(outputs=["peaks"])
+@python_task(outputs=["peaks"])
 def SelectPeaks(sources: list, prism: File | None = None, baselines: list | None = None) -> list:
     """The peaks files of the requested ``sources`` (``prism`` and/or baseline names)."""
     files = ([prism] if prism is not None else []) + list(baselines or [])
@@ -73,7 +73,7 @@ def SelectPeaks(sources: list, prism: File | None = None, baselines: list | None
     return [by_method[s] for s in sources if s in by_method]
 
 
-@python.define(outputs=["connectome"])
+@python_task(outputs=["connectome"])
 def BuildConnectome(tractogram: File, dseg: File) -> File:
     """Streamline-count connectome between the labels of ``dseg``: ``connectome_<method>.csv``."""
     from prismflow.tracking import connectome, load_trk, save_connectome_csv
