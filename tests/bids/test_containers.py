@@ -61,8 +61,14 @@ def test_dockerfile_copies_existing_files():
 
 def test_dockerignore_keeps_what_is_copied():
     ignore = (REPO / "containers" / "Dockerfile.dockerignore").read_text().split()
-    for needed in ("!prismflow/**", "!workflows/**", "!pyproject.toml"):
+    for needed in ("!prismflow/**", "!workflows/**", "!pyproject.toml",
+                   "!requirements/py311-linux.lock"):
         assert needed in ignore
+
+
+def test_dockerfile_installs_from_the_lock():
+    runs = " ".join(a for i, a in dockerfile_instructions(DOCKERFILE) if i == "RUN")
+    assert "-r /opt/prismflow/src/requirements/py311-linux.lock" in runs
 
 
 def test_apptainer_recipe_builds_from_the_docker_image():
