@@ -2,8 +2,9 @@
 """Whole-brain PRISM speed beside its peers: one synthetic brain, one run, one table.
 
 Builds the brain phantom (prismflow.phantoms.brain: HCP grid 145×174×145, 741,046 brain voxels,
-18 b0 + 3×90 directions) at --scale and fits it with PRISM through ``fit_volume`` — the code
-path of ``prismflow-fit`` and the BIDS app — at the paper's HCP defaults (MSE, K = 3, 100
+18 b0 + 3×90 directions) at --scale and fits it with PRISM through ``prismflow.prism.volume``
+(``plan_volume`` → ``fit_planned_slab`` per slab → ``stitch_volume``, the one path that
+``prismflow-fit`` and the BIDS app's tasks also take) at the paper's HCP defaults (MSE, K = 3, 100
 iterations per 30-slice slab, all priors and calibration on). Peers run on the same voxels with
 the same thread count and oracle responses from the generator. Prints per method: voxels,
 measurements, seconds, voxels/s, voxel-iterations/s, peak memory, angular errors (single-fibre
@@ -112,15 +113,16 @@ def dice(a: np.ndarray, b: np.ndarray) -> float:
 # ------------------------------------------------------------------------------- methods
 
 def run_prism(ph, args, seed: int, threads: int):
-    from prismflow.prism import PrismConfig, fit_volume
+    from prismflow.prism import PrismConfig, VolumeConfig, fit_volume
     from prismflow.prism.memory import peak_cuda_gib, peak_rss_gib
 
     cfg = PrismConfig.for_volume(loss=args.loss, seed=seed, device=args.device, n_iter=args.iters,
                                  fast_kernel=not args.no_fast_kernel)
+    volume = VolumeConfig().with_changes(mem_gb=args.mem_gb, workers=args.workers,
+                                         warm_start=args.warm_start)
     c0 = cpu_seconds()
     t0 = time.perf_counter()
-    fit = fit_volume(ph.dwi, ph.acquisition, ph.mask, cfg, mem_gb=args.mem_gb,
-                     workers=args.workers, warm_start=args.warm_start, progress=args.verbose)
+    fit = fit_volume(ph.dwi, ph.acquisition, ph.mask, cfg, volume, progress=args.verbose)
     seconds = time.perf_counter() - t0
     cpu = cpu_seconds() - c0
     v = ph.n_voxels

@@ -44,6 +44,7 @@ class Context:
     n_threads: int
     slab_size: int | None
     slab_overlap: int | None
+    mem_gb: float | None = None
     mask: ty.Any = None
     prism_maps: ty.Any = None
     prism_peaks: ty.Any = None
@@ -78,22 +79,23 @@ def _degibbs(ctx: Context, p: dict) -> None:
 
 @action("prism")
 def _prism(ctx: Context, p: dict) -> None:
-    size = ctx.slab_size or p["slab_size_vox"]
-    overlap = ctx.slab_overlap if ctx.slab_overlap is not None else p["slab_overlap_vox"]
+    # explicit command-line options win over the recipe; None leaves VolumeConfig's default
+    volume = {"slab_size": ctx.slab_size if ctx.slab_size is not None else p["slab_size_vox"],
+              "slab_overlap": (ctx.slab_overlap if ctx.slab_overlap is not None
+                               else p["slab_overlap_vox"]),
+              "mem_gb": ctx.mem_gb,
+              "warm_start": None if p["warm_start"] == "none" else p["warm_start"]}
     config = {"n_fibres": p["n_fibres"], "n_iter": p["n_iter"], "loss": p["loss"],
-              "seed": ctx.seed, "device": ctx.device, **p["options"]}
-    plan = workflow.add(tpr.PlanSlabs(dwi=ctx.dwi, bval=ctx.bval, bvec=ctx.bvec, mask=ctx.mask,
-                                      config=config, slab_size=size, overlap=overlap),
-                        name="plan_slabs")
+              **p["options"], "seed": ctx.seed, "device": ctx.device}
+    plan = workflow.add(tpr.PlanVolume(dwi=ctx.dwi, bval=ctx.bval, bvec=ctx.bvec, mask=ctx.mask,
+                                       config=config, volume=volume), name="plan_volume")
     fit = workflow.add(
-        tpr.FitSlab(dwi=ctx.dwi, bval=ctx.bval, bvec=ctx.bvec, mask=ctx.mask, config=config,
-                    noise_sigma=plan.noise_sigma, slab_size=size, overlap=overlap,
-                    n_threads=ctx.n_threads,
-                    warm_start=None if p["warm_start"] == "none" else p["warm_start"])
+        tpr.FitSlab(dwi=ctx.dwi, bval=ctx.bval, bvec=ctx.bvec, mask=ctx.mask, plan=plan.plan,
+                    n_threads=ctx.n_threads)
         .split(slab_index=plan.slab_indices).combine("slab_index"),
         name="fit_slab")
-    st = workflow.add(tpr.StitchSlabs(parts=fit.part, dwi=ctx.dwi, mask=ctx.mask, config=config,
-                                      slab_size=size, overlap=overlap), name="stitch_slabs")
+    st = workflow.add(tpr.StitchVolume(parts=fit.part, plan=plan.plan, dwi=ctx.dwi),
+                      name="stitch_volume")
     ctx.prism_maps, ctx.prism_peaks, ctx.prism_info = st.maps, st.peaks, st.info
     ctx.prism_scanner_peaks = st.peaks_scanner
 

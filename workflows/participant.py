@@ -20,7 +20,7 @@ OUTPUTS = ["mask", "prism_maps", "prism_peaks", "prism_info", "baseline_peaks",
 def ParticipantWorkflow(dwi: File, bval: File, bvec: File, recipe: dict,
                         dseg: File | None = None, seed: int = 0, device: str = "auto",
                         n_threads: int = 1, slab_size: int | None = None,
-                        slab_overlap: int | None = None):
+                        slab_overlap: int | None = None, mem_gb: float | None = None):
     """Run the recipe's steps on one DWI series.
 
     Outputs
@@ -35,7 +35,8 @@ def ParticipantWorkflow(dwi: File, bval: File, bvec: File, recipe: dict,
     """
     rec = validate_recipe(recipe, source=recipe.get("name", "<recipe>"))
     ctx = Context(dwi=dwi, bval=bval, bvec=bvec, dseg=dseg, seed=seed, device=device,
-                  n_threads=n_threads, slab_size=slab_size, slab_overlap=slab_overlap)
+                  n_threads=n_threads, slab_size=slab_size, slab_overlap=slab_overlap,
+                  mem_gb=mem_gb)
     if not rec.steps_of("mask"):
         ACTIONS["mask"](ctx, {"method": "median_otsu", "median_radius_vox": 4, "numpass": 4})
     for step in rec.steps:

@@ -26,6 +26,7 @@ from pathlib import Path
 import yaml
 
 from prismflow.io import InputError
+from prismflow.prism.config import VolumeConfig
 
 RECIPE_DIR = "recipes"
 
@@ -55,12 +56,14 @@ SCHEMA: dict[str, dict[str, Param]] = {
         "n_fibres": Param(int, 3, "fibres per voxel (K)", min=1),
         "n_iter": Param(int, 100, "optimiser iterations per slab", min=1),
         "loss": Param(str, "mse", "data term: mse | nll (Rician)", choices=("mse", "nll")),
-        "slab_size_vox": Param(int, 30, "slab thickness along z, voxels (--slab-size wins)", min=1),
-        "slab_overlap_vox": Param(int, 5, "overlap of neighbouring slabs, voxels "
-                                  "(--slab-overlap wins)", min=0),
+        "slab_size_vox": Param(int, VolumeConfig.slab_size, "most slices per slab along z, "
+                               "voxels (--slab-size wins)", min=1),
+        "slab_overlap_vox": Param(int, VolumeConfig.slab_overlap, "slices shared by "
+                                  "neighbouring slabs, voxels (--slab-overlap wins)", min=0),
         "warm_start": Param(str, "none", "initial directions: none (random, as the paper) | "
                             "sd (spherical-deconvolution peaks)", choices=("none", "sd")),
-        "options": Param(dict, {}, "further PrismConfig fields (see prismflow-fit --help)"),
+        "options": Param(dict, {}, "further PrismConfig fields (see prismflow-fit --help); "
+                         "not seed or device: those are --seed and --device"),
     },
     "baseline": {
         "method": Param(str, None, "baseline name: dipy-csd, dipy-msmt, mrtrix-csd, "
@@ -162,6 +165,10 @@ def validate_recipe(data: dict, source: str = "<recipe>") -> Recipe:
         if action == "mask" and steps:
             raise InputError(f"{where}: 'mask' must be the first step (it also checks the input)")
         if action == "prism":
+            run_level = sorted({"seed", "device"} & set(params["options"]))
+            if run_level:
+                raise InputError(f"{where} (prism): options {', '.join(run_level)} are run "
+                                 "settings; pass them on the command line (--seed, --device)")
             seen_sources.add("prism")
         if action == "baseline":
             seen_sources.add(params["method"])

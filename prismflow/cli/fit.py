@@ -46,7 +46,8 @@ examples:
   prismflow-fit dwi.nii.gz --bval dwi.bval --bvec dwi.bvec --out prism/ --loss nll --iters 300
       Rician likelihood with the noise level learned jointly (slower, more accurate)
   prismflow-fit dwi.nii.gz --bval dwi.bval --bvec dwi.bvec --out prism/ --mem-gb 4
-      slab thickness chosen so that one slab fits in 4 GiB
+      the whole fit (slabs fitted at once + stitched result) kept within 4 GiB: slabs are
+      made thinner than --slab-size where needed
 
 references:
   PRISM: Differentiable Analysis-by-Synthesis for Fixel Recovery in Diffusion MRI.
@@ -54,6 +55,8 @@ references:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .parser import _non_negative_int, _positive_int, positive_float
+
     p = argparse.ArgumentParser(
         prog="prismflow-fit", description=DESCRIPTION, epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -66,23 +69,32 @@ def build_parser() -> argparse.ArgumentParser:
                                                  "unless --force)")
     io.add_argument("--force", action="store_true", help="replace an existing output directory")
     model = p.add_argument_group("model and fit")
-    model.add_argument("--loss", choices=("mse", "nll"), default="mse",
+    model.add_argument("--loss", choices=("mse", "nll"), default=None,
                        help="data fidelity: mse, or Rician nll with learned sigma (default: mse)")
-    model.add_argument("--fibres", type=int, default=3, help="fibres per voxel K (default: 3)")
+    model.add_argument("--fibres", type=_positive_int, default=None,
+                       help="fibres per voxel K (default: 3)")
     model.add_argument("--iters", type=int, default=None,
                        help="iterations per slab (default: 100, as the paper's whole-brain run)")
     model.add_argument("--priors", choices=("volume", "voxelwise"), default="volume",
                        help="volume: spatial priors and calibration on (default); voxelwise: "
                             "independent voxels, repulsion and sparsity only")
-    model.add_argument("--seed", type=int, default=0, help="seed of the random start (default: 0)")
+    model.add_argument("--seed", type=int, default=None,
+                       help="seed of the random start (default: PrismConfig's, 0)")
     run = p.add_argument_group("slabs and compute")
-    run.add_argument("--slab-size", type=int, default=30, help="slices per slab (default: 30)")
-    run.add_argument("--slab-overlap", type=int, default=5, help="overlapping slices (default: 5)")
-    run.add_argument("--mem-gb", type=float, default=None,
-                     help="memory budget per slab in GiB; overrides --slab-size")
-    run.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
+    run.add_argument("--slab-size", type=_positive_int, default=None, metavar="SLICES",
+                     help="most slices per slab along z; --mem-gb may make slabs thinner "
+                          "(default: 30, as the paper)")
+    run.add_argument("--slab-overlap", type=_non_negative_int, default=None, metavar="SLICES",
+                     help="slices shared by neighbouring slabs (default: 5)")
+    run.add_argument("--mem-gb", type=positive_float, default=None, metavar="GIB",
+                     help="memory budget of the whole fit in GiB: every slab fitted at once plus "
+                          "the stitched result (default: half the free RAM, 80%% of free GPU "
+                          "memory)")
+    run.add_argument("--device", default=None, choices=("auto", "cpu", "cuda"),
                      help="auto uses CUDA when present, else CPU (default: auto)")
-    run.add_argument("--threads", type=int, default=None, help="CPU threads (default: all cores)")
+    run.add_argument("--workers", type=_positive_int, default=None, metavar="N",
+                     help="slabs fitted at once on CPU, one process and one thread each "
+                          "(default: as many as cores, slabs and memory allow)")
     p.add_argument("-v", "--verbose", action="count", default=0, help="more log output")
     p.add_argument("-q", "--quiet", action="store_true", help="errors only")
     p.add_argument("--version", action="version", version=f"prismflow {__version__}")
@@ -117,7 +129,7 @@ def _load_inputs(args):
 
 
 def run(args) -> Path:
-    from ..prism import PrismConfig, fit_volume
+    from ..prism import PrismConfig, VolumeConfig, fit_volume
 
     out = Path(args.out)
     if out.exists() and any(out.iterdir()) and not args.force:
@@ -126,23 +138,22 @@ def run(args) -> Path:
     if out.resolve() == Path(args.dwi).resolve().parent and args.force:
         raise InputError(f"{out}: refusing to replace the directory holding the input image")
     img, dwi, acq, mask = _load_inputs(args)
-    if args.fibres < 1:
-        raise InputError(f"--fibres must be >= 1, got {args.fibres}")
     base = PrismConfig.for_volume() if args.priors == "volume" else PrismConfig(n_iter=100)
-    changes = dict(loss=args.loss, n_fibres=args.fibres, seed=args.seed, device=args.device)
-    if args.iters:
-        changes["n_iter"] = args.iters
-    cfg = base.replace(**changes)
-    if args.threads:
-        import torch
-
-        torch.set_num_threads(args.threads)
-    log.info("prismflow %s: %s, %d voxels x %d measurements, loss=%s K=%d seed=%d device=%s",
-             __version__, args.dwi, int(mask.sum()), len(acq), cfg.loss, cfg.n_fibres, cfg.seed,
-             cfg.device)
+    # options left unset are None: the config dataclasses keep their own defaults
+    changes = {k: v for k, v in dict(loss=args.loss, n_fibres=args.fibres, seed=args.seed,
+                                     device=args.device, n_iter=args.iters).items()
+               if v is not None}
+    try:
+        cfg = base.replace(**changes)
+        volume = VolumeConfig().with_changes(slab_size=args.slab_size,
+                                             slab_overlap=args.slab_overlap,
+                                             mem_gb=args.mem_gb, workers=args.workers)
+    except ValueError as err:
+        raise InputError(str(err)) from err
+    log.info("prismflow %s: %s, %d voxels x %d measurements, loss=%s K=%d seed=%d",
+             __version__, args.dwi, int(mask.sum()), len(acq), cfg.loss, cfg.n_fibres, cfg.seed)
     t0 = time.perf_counter()
-    fit = fit_volume(dwi, acq, mask, cfg, slab_size=None if args.mem_gb else args.slab_size,
-                     overlap=args.slab_overlap, mem_gb=args.mem_gb, progress=not args.quiet)
+    fit = fit_volume(dwi, acq, mask, cfg, volume, progress=not args.quiet)
     # write everything into a temporary sibling, then move it into place in one rename
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
@@ -150,7 +161,8 @@ def run(args) -> Path:
         fit.save(tmp, img.affine, extra_sidecar={
             "PrismflowVersion": __version__, "Input": str(args.dwi), "Bval": str(args.bval),
             "Bvec": str(args.bvec), "Mask": str(args.mask) if args.mask else "b0 > 0",
-            "SlabSize": fit.info.get("slab_size"), "SlabOverlap": args.slab_overlap,
+            "SlabSize": fit.info["slab_size"], "SlabOverlap": fit.info["slab_overlap"],
+            "Seed": fit.info["seed"], "Device": fit.info["device"],
             "Units": {"b": "s/mm^2", "diffusivity": "mm^2/s"}})
         if out.exists():
             shutil.rmtree(out)

@@ -81,6 +81,16 @@ def _non_negative_int(text: str) -> int:
     return value
 
 
+def positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {value:g}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``prismflow``."""
     p = argparse.ArgumentParser(
@@ -113,9 +123,15 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--help-recipes", action="store_true",
                    help="list the shipped recipes and every recipe key (with units), then exit")
     g.add_argument("--slab-size", type=_positive_int, metavar="VOXELS",
-                   help="PRISM slab thickness along z, in voxels (default: the recipe's, 30)")
+                   help="most slices per PRISM slab along z, in voxels; less when --mem-gb "
+                        "requires (default: the recipe's slab_size_vox)")
     g.add_argument("--slab-overlap", type=_non_negative_int, metavar="VOXELS",
-                   help="overlap of neighbouring slabs, in voxels (default: the recipe's, 5)")
+                   help="slices shared by neighbouring slabs, in voxels (default: the recipe's "
+                        "slab_overlap_vox)")
+    g.add_argument("--mem-gb", type=positive_float, metavar="GIB",
+                   help="memory budget of one series' PRISM fit, GiB: every slab fitted at once "
+                        "plus the stitched result; slabs are made thinner to fit (default: half "
+                        "the free RAM, or 80%% of the free GPU memory)")
     g.add_argument("--seed", type=int, default=0,
                    help="seed of PRISM's initialisation and of tractography (default: %(default)s)")
     g.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",

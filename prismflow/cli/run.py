@@ -43,6 +43,7 @@ class RunConfig:
     device: str = "auto"
     slab_size: int | None = None
     slab_overlap: int | None = None
+    mem_gb: float | None = None
     atlas: str | None = None
     engine: dict = field(default_factory=dict)
     threads_per_task: int = 1
@@ -213,7 +214,7 @@ def run_participant(args, cfg_kwargs: dict) -> int:
     wf = ParticipantWorkflow(
         recipe=recipe_dict, seed=cfg.seed,
         device=cfg.device, n_threads=cfg.threads_per_task, slab_size=cfg.slab_size,
-        slab_overlap=cfg.slab_overlap,
+        slab_overlap=cfg.slab_overlap, mem_gb=cfg.mem_gb,
     ).split(("dwi", "bval", "bvec", "dseg"), dwi=[d.dwi for d in inputs],
             bval=[d.bval for d in inputs], bvec=[d.bvec for d in inputs],
             dseg=[d.dseg for d in inputs])
@@ -322,6 +323,7 @@ def main(argv=None) -> int:
             work_dir=str(work), participant_labels=normalise_labels(args.participant_label),
             session_ids=normalise_labels(args.session_id, prefix="ses-"), seed=args.seed,
             device=args.device, slab_size=args.slab_size, slab_overlap=args.slab_overlap,
+            mem_gb=args.mem_gb,
             atlas=str(args.atlas.resolve()) if args.atlas else None,
             threads_per_task=args.threads_per_task, overwrite=args.overwrite,
             command=shlex.join(["prismflow", *(sys.argv[1:] if argv is None else argv)]),

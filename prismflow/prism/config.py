@@ -79,7 +79,13 @@ class PrismConfig:
     seed : seeds the random initial directions and fractions.
     device : ``"auto"`` (CUDA when present, else CPU), ``"cpu"`` or ``"cuda"``.
     min_fibre_fraction : a fibre is reported (peaks, metrics) when its volume fraction is at
-        least this and at least ``relative_fibre_fraction`` × the largest fibre's.
+        least this and at least ``relative_fibre_fraction`` × the largest fibre's (and, with
+        ``fibre_selection="evidence"``, when the data support it; see ``prism/selection.py``).
+    estimate_diffusivities : estimate D∥, D⊥ (and CSF/GM where the data allow) from the data
+        once per volume before the fit (``prism/response.py``); False uses ``diffusivities``.
+    fibre_selection : ``"evidence"`` (default) keeps a fibre only when removing it raises the
+        residual by more than the information criterion allows (per voxel, estimated σ);
+        ``"threshold"`` uses the fraction thresholds alone.
     """
 
     n_fibres: int = 3
@@ -94,6 +100,8 @@ class PrismConfig:
     min_fibre_fraction: float = 0.1
     relative_fibre_fraction: float = 0.15
     fast_kernel: bool = True
+    estimate_diffusivities: bool = True
+    fibre_selection: str = "evidence"
     diffusivities: Diffusivities = field(default_factory=Diffusivities)
     priors: PriorWeights = field(default_factory=PriorWeights)
     calibration: CalibrationConfig = field(default_factory=CalibrationConfig)
@@ -105,6 +113,8 @@ class PrismConfig:
             raise ValueError(f"loss must be 'mse' or 'nll', got {self.loss!r}")
         if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
             raise ValueError(f"device must be auto, cpu or cuda, got {self.device!r}")
+        if self.fibre_selection not in ("evidence", "threshold"):
+            raise ValueError(f"fibre_selection must be 'evidence' or 'threshold', got {self.fibre_selection!r}")
         if self.priors.neighbourhood not in (6, 26):
             raise ValueError("priors.neighbourhood must be 6 or 26")
 
@@ -140,6 +150,61 @@ class PrismConfig:
                    calibration=CalibrationConfig(bias_field=True, measurement_affine=True),
                    n_iter=100)
         return base.replace(**changes)
+
+
+@dataclass(frozen=True)
+class VolumeConfig:
+    """How a whole volume is cut into slabs and run: the one home of these defaults.
+
+    Every layer above (``prismflow-fit``, the BIDS app, recipes, benchmarks) passes ``None``
+    for what the user did not set and lets :meth:`with_changes` keep these values.
+
+    Parameters
+    ----------
+    slab_size : most slices per slab (the paper: 30); ``None``: as thick as the memory budget
+        allows. The budget may make slabs thinner than this, never thicker.
+    slab_overlap : slices shared by neighbouring slabs (exactly this many; default 5).
+    axis : the axis along which slabs are cut (2: z).
+    mem_gb : memory budget of the whole fit, GiB: every concurrently fitted slab plus the
+        stitched result (default ``None``: half the free RAM, or 80 % of the free device
+        memory on CUDA).
+    workers : slabs fitted at the same time (CPU worker processes for ``prismflow-fit``;
+        concurrent slab jobs in the BIDS app); ``None``: cores, slabs and budget permitting.
+    warm_start : ``None`` (random start, the paper) or a method of
+        :func:`prismflow.prism.warmstart.warm_start_init` (``"sd"``).
+    """
+
+    slab_size: int | None = 30
+    slab_overlap: int = 5
+    axis: int = 2
+    mem_gb: float | None = None
+    workers: int | None = None
+    warm_start: str | None = None
+
+    def __post_init__(self):
+        if self.slab_size is not None and self.slab_size < 1:
+            raise ValueError(f"slab_size must be >= 1 slice (or None: from memory), got "
+                             f"{self.slab_size}")
+        if self.slab_overlap < 0:
+            raise ValueError(f"slab_overlap must be >= 0 slices, got {self.slab_overlap}")
+        if self.slab_size is not None and self.slab_overlap >= self.slab_size:
+            raise ValueError(f"slab_overlap ({self.slab_overlap}) must be smaller than "
+                             f"slab_size ({self.slab_size})")
+        if self.axis not in (0, 1, 2):
+            raise ValueError(f"axis must be 0, 1 or 2, got {self.axis}")
+        if self.mem_gb is not None and not self.mem_gb > 0:
+            raise ValueError(f"mem_gb must be > 0 GiB, got {self.mem_gb}")
+        if self.workers is not None and self.workers < 1:
+            raise ValueError(f"workers must be >= 1, got {self.workers}")
+        if self.warm_start not in (None, "sd"):
+            raise ValueError(f"warm_start must be None or 'sd', got {self.warm_start!r}")
+
+    def with_changes(self, **changes) -> "VolumeConfig":
+        """A copy with the changes that are not ``None`` applied (``None`` = keep the default)."""
+        return replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+    def to_dict(self) -> dict:
+        return asdict(self)
 
 
 def config_field_names() -> list[str]:

@@ -25,6 +25,7 @@ from .config import PrismConfig
 from .fit import fit_patch
 from .memory import peak_rss_gib
 from .result import PrismFit
+from .slabs import plan_slabs, stitch_slabs
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +39,7 @@ class SlabJob:
     sub_mask: np.ndarray        #: (X, Y, Z') bool, the slab's mask
     global_index: np.ndarray    #: (V,) int64 flat index in the whole volume
     axis: int
-    overlap: int
+    slab_overlap: int           #: overlap of the halves if an out-of-memory error splits it
     noise_sigma: float | None
     desc: str
 
@@ -55,11 +56,9 @@ def fit_job(job: SlabJob, acq: Acquisition, cfg: PrismConfig, *, progress: bool 
             warm_start: str | None = None, _depth: int = 0) -> PrismFit:
     """Fit one slab; on a CUDA out-of-memory error split it in two along ``job.axis`` and retry.
 
-    The halves overlap by ``job.overlap`` slices and are stitched like slabs. One warning line
-    is logged per split.
+    The halves overlap by ``job.slab_overlap`` slices and are stitched like slabs. One warning
+    line is logged per split.
     """
-    from .slabs import plan_slabs, stitch_slabs
-
     init = None
     if warm_start:
         from .warmstart import warm_start_init
@@ -75,9 +74,9 @@ def fit_job(job: SlabJob, acq: Acquisition, cfg: PrismConfig, *, progress: bool 
     gc.collect()
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
-    overlap = min(job.overlap, max(0, n // 2 - 1))
+    overlap = min(job.slab_overlap, max(0, n // 2 - 1))
     half = math.ceil((n + overlap) / 2)
-    subs = plan_slabs(n, slab_size=half, overlap=overlap, axis=job.axis)
+    subs = plan_slabs(n, slab_size=half, slab_overlap=overlap, axis=job.axis)
     log.warning("%s: CUDA out of memory with %d voxels; splitting into %d slabs of %d slices "
                 "and retrying", job.desc, job.data.shape[0], len(subs), half)
     parts = []
@@ -90,7 +89,7 @@ def fit_job(job: SlabJob, acq: Acquisition, cfg: PrismConfig, *, progress: bool 
                       job.noise_sigma, f"{job.desc}/{s.index}")
         parts.append(fit_job(sub, acq, cfg, progress=progress, warm_start=warm_start,
                              _depth=_depth + 1))
-    fit = stitch_slabs(parts, subs, job.sub_mask, overlap)
+    fit = stitch_slabs(parts, subs, job.sub_mask)
     used = [p for p in parts if p is not None]
     fit.info["voxels"] = int(job.data.shape[0])
     fit.info["final_loss"] = float(sum(p.info["final_loss"] * p.info["voxels"] for p in used)

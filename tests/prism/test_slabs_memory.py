@@ -10,7 +10,8 @@ from prismflow.phantoms.crossing import make_crossing_phantom
 from prismflow.prism import PrismConfig, fit_volume, parallel
 from prismflow.prism.fit import resolve_device
 from prismflow.prism.memory import default_budget_gib, peak_rss_gib
-from prismflow.prism.slabs import bytes_per_voxel, plan_slabs, slab_size_for_memory
+from prismflow.prism.memory import bytes_per_voxel, slab_size_for_memory
+from prismflow.prism.slabs import plan_slabs
 
 torch.set_num_threads(1)
 
@@ -31,16 +32,16 @@ def test_bytes_per_voxel_grows_with_measurements_and_fibres():
 def test_budget_sets_the_slab_thickness():
     mask = np.ones((40, 40, 60), bool)
     per_slice = 1600 * bytes_per_voxel(288, 3) / 2**30
-    assert slab_size_for_memory(mask, 288, 3, 12.5 * per_slice) == 12
-    assert slab_size_for_memory(mask, 288, 3, 1000.0) == 60
+    assert slab_size_for_memory(mask, 288, 3, 12.5 * per_slice, axis=2, slab_overlap=5) == 12
+    assert slab_size_for_memory(mask, 288, 3, 1000.0, axis=2, slab_overlap=5) == 60
 
 
 def test_stitching_memory_is_counted():
-    from prismflow.prism.slabs import stitch_gib
+    from prismflow.prism.memory import stitch_gib
 
-    full = stitch_gib(741_046, 288, 3)
+    full = stitch_gib(741_046, 288, 3, slab_size=30, slab_overlap=5)
     assert 1.5 < full < 4.0                    # float32 predictions, once per overlapping slab
-    assert stitch_gib(1000, 288, 3) < full / 500
+    assert stitch_gib(1000, 288, 3, slab_size=30, slab_overlap=5) < full / 500
 
 
 def test_defaults_and_peaks_are_positive():
@@ -67,12 +68,12 @@ def test_workers_never_oversubscribe_the_cores(monkeypatch):
 def test_memory_budget_thins_the_slabs_and_fit_still_matches(caplog, monkeypatch):
     dwi, acq = _volume()
     cfg = PrismConfig.for_volume(n_iter=15)
-    thick = fit_volume(dwi, acq, None, cfg, slab_size=12, overlap=2, workers=1, progress=False)
+    thick = fit_volume(dwi, acq, None, cfg, slab_size=12, slab_overlap=2, workers=1, progress=False)
     per_slice_gib = 30 * bytes_per_voxel(len(acq), 3) / 2**30
-    monkeypatch.setattr("prismflow.prism.slabs.WORKER_OVERHEAD_GIB", 0.0)
-    monkeypatch.setattr("prismflow.prism.slabs.stitch_gib", lambda *a, **k: 0.0)
-    with caplog.at_level(logging.INFO, logger="prismflow.prism.slabs"):
-        thin = fit_volume(dwi, acq, None, cfg, slab_size=12, overlap=2, workers=1, progress=False,
+    monkeypatch.setattr("prismflow.prism.volume.WORKER_OVERHEAD_GIB", 0.0)
+    monkeypatch.setattr("prismflow.prism.volume.stitch_gib", lambda *a, **k: 0.0)
+    with caplog.at_level(logging.INFO, logger="prismflow.prism.volume"):
+        thin = fit_volume(dwi, acq, None, cfg, slab_size=12, slab_overlap=2, workers=1, progress=False,
                           mem_gb=6.5 * per_slice_gib)
     assert thin.info["slab_size"] == 6
     assert len(thin.info["slabs"]) > len(thick.info["slabs"])
@@ -95,13 +96,13 @@ def test_simulated_cuda_oom_splits_the_slab_and_retries(monkeypatch, caplog):
 
     monkeypatch.setattr(parallel, "_fit_patch", fake)
     with caplog.at_level(logging.WARNING, logger="prismflow.prism.parallel"):
-        fit = fit_volume(dwi, acq, None, cfg, slab_size=12, overlap=2, workers=1, progress=False)
+        fit = fit_volume(dwi, acq, None, cfg, slab_size=12, slab_overlap=2, workers=1, progress=False)
     assert fit.info["oom_splits"] >= 1
     assert calls[0] == 360 and max(calls[1:]) <= 360 and min(calls) <= 100
     oom_lines = [r for r in caplog.records if "out of memory" in r.message]
     assert len(oom_lines) == fit.info["oom_splits"]
     assert fit.directions.shape == (360, 3, 3)
-    ref = fit_volume(dwi, acq, None, cfg, slab_size=12, overlap=2, workers=1, progress=False)
+    ref = fit_volume(dwi, acq, None, cfg, slab_size=12, slab_overlap=2, workers=1, progress=False)
     assert np.corrcoef(ref.fibre_fractions.sum(1), fit.fibre_fractions.sum(1))[0, 1] > 0.9
 
 
@@ -113,32 +114,32 @@ def test_oom_on_a_single_slice_is_raised(monkeypatch):
 
     monkeypatch.setattr(parallel, "_fit_patch", fake)
     with pytest.raises(torch.OutOfMemoryError):
-        fit_volume(dwi, acq, None, PrismConfig(n_iter=2), slab_size=1, overlap=0, workers=1,
+        fit_volume(dwi, acq, None, PrismConfig(n_iter=2), slab_size=1, slab_overlap=0, workers=1,
                    progress=False)
 
 
 def test_worker_processes_give_the_serial_result():
     dwi, acq = _volume(shape=(6, 5, 16), seed=1)
     cfg = PrismConfig.for_volume(n_iter=8)
-    serial = fit_volume(dwi, acq, None, cfg, slab_size=8, overlap=2, workers=1, progress=False)
-    par = fit_volume(dwi, acq, None, cfg, slab_size=8, overlap=2, workers=2, progress=False)
+    serial = fit_volume(dwi, acq, None, cfg, slab_size=8, slab_overlap=2, workers=1, progress=False)
+    par = fit_volume(dwi, acq, None, cfg, slab_size=8, slab_overlap=2, workers=2, progress=False)
     assert par.info["workers"] == 2 and par.info["threads"] >= 1
     np.testing.assert_allclose(par.fractions, serial.fractions, atol=1e-5)
-    assert len(plan_slabs(16, slab_size=8, overlap=2)) == len(par.info["slabs"])
+    assert len(plan_slabs(16, slab_size=8, slab_overlap=2)) == len(par.info["slabs"])
 
 
 def test_same_seed_same_volume_fit():
     dwi, acq = _volume()
     cfg = PrismConfig.for_volume(n_iter=8)
-    a = fit_volume(dwi, acq, None, cfg, slab_size=12, overlap=2, workers=1, progress=False)
-    b = fit_volume(dwi, acq, None, cfg, slab_size=12, overlap=2, workers=1, progress=False)
+    a = fit_volume(dwi, acq, None, cfg, slab_size=12, slab_overlap=2, workers=1, progress=False)
+    b = fit_volume(dwi, acq, None, cfg, slab_size=12, slab_overlap=2, workers=1, progress=False)
     assert np.array_equal(a.fractions, b.fractions) and np.array_equal(a.directions, b.directions)
 
 
 def test_warm_start_runs_through_fit_volume():
     dwi, acq = _volume()
     cfg = PrismConfig.for_volume(n_iter=5)
-    fit = fit_volume(dwi, acq, None, cfg, slab_size=12, overlap=2, workers=1, progress=False,
+    fit = fit_volume(dwi, acq, None, cfg, slab_size=12, slab_overlap=2, workers=1, progress=False,
                      warm_start="sd")
     assert fit.info["warm_start"] == "sd"
     assert np.all(np.isfinite(fit.fractions))
