@@ -121,6 +121,10 @@ def read_bval_bvec(bval_path: str | Path, bvec_path: str | Path,
 
 
 def write_bval_bvec(acq: Acquisition, bval_path: str | Path, bvec_path: str | Path) -> None:
-    """Write FSL-style bval (one row) and bvec (three rows) files."""
-    np.savetxt(bval_path, acq.bvals[None, :], fmt="%g")
-    np.savetxt(bvec_path, acq.bvecs.T, fmt="%.8f")
+    """Write FSL-style bval (one row) and bvec (three rows) files.
+
+    Numbers are written with 17 significant digits, so that reading them back gives the same
+    float64 values: a fit of the written table is the fit of the original one, bit for bit.
+    """
+    np.savetxt(bval_path, acq.bvals[None, :], fmt="%.17g")
+    np.savetxt(bvec_path, acq.bvecs.T, fmt="%.17g")
