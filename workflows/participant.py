@@ -9,11 +9,13 @@ from __future__ import annotations
 from fileformats.generic import File
 from pydra.compose import workflow
 
+from prismflow.tasks.report import ParticipantReport
+
 from .actions import ACTIONS, Context, add_baselines
 from .recipes import validate_recipe
 
 OUTPUTS = ["mask", "prism_maps", "prism_peaks", "prism_info", "baseline_peaks",
-           "baseline_scanner_peaks", "baseline_info", "tractograms", "connectomes"]
+           "baseline_scanner_peaks", "baseline_info", "tractograms", "connectomes", "report"]
 
 
 @workflow.define(outputs=OUTPUTS)
@@ -32,6 +34,7 @@ def ParticipantWorkflow(dwi: File, bval: File, bvec: File, recipe: dict,
         method: peaks in the bvec frame (tracking), in the scanner frame (derivatives), settings.
     tractograms : list[File] or None — ``tracts_<source>.trk`` per tracked peaks source.
     connectomes : list[File] or None — ``connectome_<source>.csv`` when a parcellation exists.
+    report : File — the report sections (``report_sections.json``) of this series.
     """
     rec = validate_recipe(recipe, source=recipe.get("name", "<recipe>"))
     ctx = Context(dwi=dwi, bval=bval, bvec=bvec, dseg=dseg, seed=seed, device=device,
@@ -42,4 +45,10 @@ def ParticipantWorkflow(dwi: File, bval: File, bvec: File, recipe: dict,
     for step in rec.steps:
         ACTIONS[step.action](ctx, step.params)
     add_baselines(ctx)
-    return tuple(getattr(ctx, name) for name in OUTPUTS)
+    report = workflow.add(ParticipantReport(
+        dwi=ctx.dwi, bval=ctx.bval, bvec=ctx.bvec, mask=ctx.mask, seed=seed,
+        recipe={"name": rec.name, "steps": [{"action": s.action, **s.params} for s in rec.steps]},
+        prism_maps=ctx.prism_maps, prism_peaks=ctx.prism_peaks, prism_info=ctx.prism_info,
+        baseline_peaks=ctx.baseline_peaks, baseline_info=ctx.baseline_info,
+        tractograms=ctx.tractograms, connectomes=ctx.connectomes), name="report")
+    return tuple(getattr(ctx, name) for name in OUTPUTS[:-1]) + (report.sections,)

@@ -60,6 +60,8 @@ def _setup_logging(verbose: int, quiet: bool) -> None:
                         datefmt="%H:%M:%S")
     for noisy in ("pydra", "distributed", "nipype", "fsspec", "bids"):
         logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
+    # one line per finished task in a non-interactive log, unless -q
+    logging.getLogger("prismflow.progress").setLevel(level if quiet else min(level, logging.INFO))
     if level > logging.DEBUG:
         import warnings
 
@@ -218,14 +220,28 @@ def run_participant(args, cfg_kwargs: dict) -> int:
     ).split(("dwi", "bval", "bvec", "dseg"), dwi=[d.dwi for d in inputs],
             bval=[d.bval for d in inputs], bvec=[d.bvec for d in inputs],
             dseg=[d.dseg for d in inputs])
+    from prismflow.cli.report_sink import write_reports
+    from prismflow.engine import EngineError
+    from prismflow.progress import WorkflowProgress
+
     start = time.perf_counter()
-    out = run_task(wf, engine)
+    progress = WorkflowProgress("off" if args.quiet else "auto")
+    reports = dict(run_id=cfg.run_id, command=cfg.command, bids_dir=bids_dir)
+    try:
+        with progress:
+            out = run_task(wf, engine, progress=progress)
+    except EngineError as err:  # still write sub-<label>.html: it shows the crash reports
+        write_reports(out_dir, inputs, None, seconds=time.perf_counter() - start,
+                      steps=progress.steps(), error=str(err), **reports)
+        raise
     seconds = time.perf_counter() - start
     init_derivatives(out_dir, bids_dir)
     n = 0
     for i, dwi in enumerate(inputs):
         n += len(_sink_participant(out, i, dwi, cfg, recipe, out_dir))
         _save_config(cfg, out_dir, dwi, {"inputs": asdict(dwi), "workflow_seconds": seconds})
+    n += len(write_reports(out_dir, inputs, out, seconds=seconds, steps=progress.steps(),
+                           **reports))
     _say(args, f"prismflow: {len(inputs)} series, recipe {recipe.name}: wrote {n} derivatives "
                f"(+ JSON sidecars) to {out_dir} ({seconds:.1f} s; cache {work})")
     return 0

@@ -86,8 +86,11 @@ def _first_error_line(exc: BaseException) -> str:
     return text.splitlines()[0]
 
 
-def run_task(task, cfg: EngineConfig, *, rerun: bool = False):
+def run_task(task, cfg: EngineConfig, *, rerun: bool = False, progress=None):
     """Run ``task`` (a pydra task or workflow, possibly split) and return its outputs.
+
+    ``progress``: an optional :class:`prismflow.progress.WorkflowProgress` that watches the
+    submitter (tasks started and finished) for the live display and the step timings.
 
     Raises
     ------
@@ -98,6 +101,8 @@ def run_task(task, cfg: EngineConfig, *, rerun: bool = False):
     logger.info("running %s with the %s worker (cache %s)", type(task).__name__,
                 cfg.worker, cfg.cache_root)
     with _make_submitter(cfg) as sub:
+        if progress is not None:
+            progress.attach(sub)
         try:
             result = sub(task, raise_errors=True, rerun=rerun)
         except Exception as err:  # pydra re-raises the task's error with notes attached
