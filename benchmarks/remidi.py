@@ -34,11 +34,11 @@ import torch
 
 from prismflow.metrics.chamfer import modified_chamfer_distance
 from prismflow.remidi import cylinder_mesh
-from prismflow.remidi.deform import TEST_VALUES, Deformation, deformation_split
-from prismflow.remidi.mlp import train_mlp
-from prismflow.remidi.protocol import paper_protocol
-from prismflow.remidi.reconstruct import ReconstructionConfig, reconstruct, simulate_vertices
-from prismflow.remidi.sae import load_sae
+from prismflow.remidi.reconstruction.deform import TEST_VALUES, Deformation, deformation_split
+from prismflow.remidi.reconstruction.mlp import train_mlp
+from prismflow.remidi.reconstruction.protocol import paper_protocol
+from prismflow.remidi.reconstruction.reconstruct import ReconstructionConfig, reconstruct, simulate_vertices
+from prismflow.remidi.reconstruction.sae import load_sae
 
 PAPER = {"bend": ("1.709 ± 0.261", "43.73 ± 14.99"), "bead": ("0.568 ± 0.086", "45.01 ± 5.13"),
          "fan": ("7.433 ± 4.844", "0.743 ± 0.24")}

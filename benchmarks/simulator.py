@@ -11,7 +11,7 @@ Prints, for the ReMiDi paper's protocol (21 b-values 0…10000 s/mm² × 30 dire
 
 With ``--accuracy`` it prints the validation table instead: maximum absolute error against
 the MISST oracle (``../shared/oracles``), the exact disk × interval matrix formalism
-(:mod:`prismflow.remidi.analytic`) for gradients ⟂, ∥ and oblique, and the Gaussian-phase
+(:mod:`prismflow.remidi.simulator.analytic`) for gradients ⟂, ∥ and oblique, and the Gaussian-phase
 approximation at low b, for several mesh resolutions.
 
 Timings on a shared machine are noisy: the minimum of the repeats is reported, with the
@@ -78,7 +78,7 @@ def accuracy(torch) -> None:
     import numpy as np
 
     from prismflow.remidi import PGSE, cylinder_mesh, equal_area_radius, simulate_signal
-    from prismflow.remidi.analytic import (cylinder_signal,
+    from prismflow.remidi.simulator.analytic import (cylinder_signal,
                                            gaussian_phase_cylinder_perpendicular)
 
     def circle(R, L, nv, n_sides=12, **kw):

@@ -5,6 +5,8 @@ Subcommands
 reconstruct   optimise the spectral auto-encoder latent of a 315-vertex axon mesh so that its
               simulated signal matches the given one; writes ``mesh.vtu`` and
               ``reconstruction.json`` into the output folder.
+train-sae     train the spectral auto-encoder of one deformation family on the default axon
+              mesh and save its weights (reproduces the shipped files from the seed).
 """
 
 from __future__ import annotations
@@ -94,28 +96,96 @@ def _parser() -> argparse.ArgumentParser:
     opt.add_argument("--n-eig", type=int, help="fixed eigenpair count of the simulator "
                      "(default: the protocol's, else the simulator's cut-off on the start mesh)")
     opt.add_argument("--threads", type=int, default=1, help="torch CPU threads (default: 1)")
+    opt.add_argument("--device", default="cpu", help="device of the auto-encoder and latent: "
+                     "cpu, cuda, cuda:N or auto (default: cpu; the simulator's eigenproblem "
+                     "runs on the CPU in float64 either way)")
+
+    t = sub.add_parser("train-sae", help="train a spectral auto-encoder and save its weights",
+                       description="Train the ReMiDi spectral auto-encoder of one deformation "
+                       "family on the default axon mesh (cylinder_mesh(3, 9)) with the paper's "
+                       "parameter splits, and save weights + basis + held-out errors to --out.")
+    t.add_argument("--kind", choices=("bend", "bead", "fan", "all"), default="bend",
+                   help="deformation family (default: bend)")
+    t.add_argument("--out", required=True, help="output .pt file (written atomically)")
+    t.add_argument("--epochs", type=int, default=150, help="passes over the training set "
+                   "(default: 150)")
+    t.add_argument("--batch-size", type=int, default=32, help="batch size (default: 32)")
+    t.add_argument("--lr", type=float, default=3e-3, help="Adam learning rate (default: 3e-3)")
+    t.add_argument("--seed", type=int, default=0, help="seed of weights and batches (default: 0)")
+    t.add_argument("--augmentation", choices=("none", "scale", "paper"), default="none",
+                   help="training-set augmentation: none, the 0.5×/1.5× axis scalings, or the "
+                   "paper's scalings × rotations (default: none)")
+    t.add_argument("--threads", type=int, default=1, help="torch CPU threads (default: 1)")
+    t.add_argument("--force", action="store_true", help="overwrite an existing --out")
     return p
+
+
+def _check_reconstruct_args(args: argparse.Namespace) -> None:
+    """One clear line per bad option value (InputError), before anything runs."""
+    checks = [(args.iterations >= 1, f"--iterations must be >= 1, got {args.iterations}"),
+              (args.lr > 0, f"--lr must be > 0, got {args.lr}"),
+              (args.restart_period >= 1, f"--restart-period must be >= 1 iteration, got "
+               f"{args.restart_period} (use --scheduler none for no restarts)"),
+              (args.grad_clip >= 0, f"--grad-clip must be >= 0 (0 = off), got {args.grad_clip}"),
+              (args.loss_scale > 0, f"--loss-scale must be > 0, got {args.loss_scale}"),
+              (args.patience >= 1, f"--patience must be >= 1, got {args.patience}"),
+              (args.n_eig is None or args.n_eig >= 1, f"--n-eig must be >= 1, got {args.n_eig}"),
+              (args.threads >= 1, f"--threads must be >= 1, got {args.threads}")]
+    for ok, msg in checks:
+        if not ok:
+            raise InputError(msg)
 
 
 def run_reconstruct(args: argparse.Namespace) -> int:
     """Body of ``prismflow-mesh reconstruct``; raises InputError on bad input."""
     import torch
 
-    from ..remidi.reconstruct import ReconstructionConfig, reconstruct_files
+    from ..remidi.reconstruction.reconstruct import ReconstructionConfig, reconstruct_files
 
-    torch.set_num_threads(max(1, args.threads))
-    if args.iterations < 1 or not args.lr > 0:
-        raise InputError(f"--iterations must be >= 1 and --lr > 0, got {args.iterations}, "
-                         f"{args.lr}")
-    config = ReconstructionConfig(
-        n_iter=args.iterations, lr=args.lr, optimizer=args.optimizer, scheduler=args.scheduler,
-        restart_period=args.restart_period, grad_clip=args.grad_clip or None,
-        loss_scale=args.loss_scale, patience=args.patience, n_eig=args.n_eig)
+    _check_reconstruct_args(args)
+    torch.set_num_threads(args.threads)
+    try:
+        config = ReconstructionConfig(
+            n_iter=args.iterations, lr=args.lr, optimizer=args.optimizer,
+            scheduler=args.scheduler, restart_period=args.restart_period,
+            grad_clip=args.grad_clip or None, loss_scale=args.loss_scale,
+            patience=args.patience, n_eig=args.n_eig, device=args.device)
+    except ValueError as err:  # the config's own checks (e.g. an unknown device)
+        raise InputError(str(err)) from err
     logger.info("reconstruct: signal %s, protocol %s, prior %s, ≤ %d iterations, %d thread(s)",
                 args.signal, args.protocol, args.prior, args.iterations, torch.get_num_threads())
     paths = reconstruct_files(args.signal, args.protocol, args.out, prior=args.prior,
                               config=config, reference_path=args.reference, force=args.force)
     logger.info("wrote %s and %s", paths["mesh"], paths["json"])
+    return 0
+
+
+def run_train_sae(args: argparse.Namespace) -> int:
+    """Body of ``prismflow-mesh train-sae``; raises InputError on bad input."""
+    from pathlib import Path
+
+    import torch
+
+    from ..remidi.reconstruction.sae import save_sae
+    from ..remidi.reconstruction.sae_training import SAETrainConfig, train_from_config
+
+    if args.epochs < 1 or args.batch_size < 1 or not args.lr > 0 or args.threads < 1:
+        raise InputError(f"--epochs, --batch-size and --threads must be >= 1 and --lr > 0; got "
+                         f"{args.epochs}, {args.batch_size}, {args.threads}, {args.lr}")
+    out = Path(args.out)
+    if out.exists() and not args.force:
+        raise InputError(f"{out} exists; pass --force to overwrite it")
+    if out.suffix != ".pt":
+        raise InputError(f"--out {out}: give a .pt file name")
+    torch.set_num_threads(args.threads)
+    cfg = SAETrainConfig(kind=args.kind, epochs=args.epochs, batch_size=args.batch_size,
+                         lr=args.lr, seed=args.seed, augmentation=args.augmentation)
+    logger.info("train-sae: %s, %d epochs, augmentation %s, seed %d, %d thread(s)", cfg.kind,
+                cfg.epochs, cfg.augmentation, cfg.seed, torch.get_num_threads())
+    model, _ = train_from_config(cfg)
+    save_sae(model, out, meta=model.meta)
+    logger.info("saved %s (%d parameters; held-out RMSE %.4f µm)", out,
+                sum(p.numel() for p in model.parameters()), model.meta["test_rmse_um"])
     return 0
 
 
@@ -128,6 +198,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "reconstruct":
             return run_reconstruct(args)
+        if args.command == "train-sae":
+            return run_train_sae(args)
     except InputError as err:
         print(f"prismflow-mesh: error: {err}", file=sys.stderr)
         return 2

@@ -7,9 +7,9 @@ import torch
 
 from prismflow.engine import EngineConfig, run_task
 from prismflow.remidi import cylinder_mesh
-from prismflow.remidi.deform import bend_twist
-from prismflow.remidi.protocol import paper_protocol
-from prismflow.remidi.reconstruct import simulate_vertices
+from prismflow.remidi.reconstruction.deform import bend_twist
+from prismflow.remidi.reconstruction.protocol import paper_protocol
+from prismflow.remidi.reconstruction.reconstruct import simulate_vertices
 from prismflow.tasks.mesh import ReconstructMesh
 
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from prismflow.cli.mesh import main
-from prismflow.remidi.protocol import paper_protocol
+from prismflow.remidi.reconstruction.protocol import paper_protocol
 
 
 @pytest.fixture()
@@ -65,8 +65,8 @@ def test_recon_cli_writes_mesh_and_json(files):
     import torch
 
     from prismflow.remidi import cylinder_mesh
-    from prismflow.remidi.deform import bend_twist
-    from prismflow.remidi.reconstruct import simulate_vertices
+    from prismflow.remidi.reconstruction.deform import bend_twist
+    from prismflow.remidi.reconstruction.reconstruct import simulate_vertices
 
     tmp, prot_path, _ = files
     prot = paper_protocol(n_b=3, n_dir=3, Delta_ms=(10.0,))

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from prismflow.remidi import deform
+from prismflow.remidi.reconstruction import deform
 
 torch.set_num_threads(1)
 

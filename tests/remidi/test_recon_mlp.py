@@ -2,7 +2,7 @@
 
 import torch
 
-from prismflow.remidi.mlp import SignalToMeshMLP, train_mlp
+from prismflow.remidi.reconstruction.mlp import SignalToMeshMLP, train_mlp
 
 torch.set_num_threads(1)
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from prismflow.io.errors import InputError
-from prismflow.remidi.protocol import Protocol, hemisphere_directions, paper_protocol
+from prismflow.remidi.reconstruction.protocol import Protocol, hemisphere_directions, paper_protocol
 
 
 def test_recon_paper_protocol_shape_and_round_trip(tmp_path):

@@ -5,9 +5,9 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from prismflow.remidi.protocol import Protocol
-from prismflow.remidi.reconstruct import ReconstructionConfig, reconstruct
-from prismflow.remidi.sae import SpectralAutoEncoder
+from prismflow.remidi.reconstruction.protocol import Protocol
+from prismflow.remidi.reconstruction.reconstruct import ReconstructionConfig, reconstruct
+from prismflow.remidi.reconstruction.sae import SpectralAutoEncoder
 
 torch.set_num_threads(1)
 
@@ -66,10 +66,10 @@ def test_recon_lowers_chamfer_on_held_out_bent_mesh():
     is approached from the straight start (small protocol, few iterations to stay fast)."""
     from prismflow.metrics.chamfer import chamfer_distance
     from prismflow.remidi import cylinder_mesh
-    from prismflow.remidi.deform import bend_twist
-    from prismflow.remidi.protocol import paper_protocol
-    from prismflow.remidi.reconstruct import simulate_vertices
-    from prismflow.remidi.sae import load_sae
+    from prismflow.remidi.reconstruction.deform import bend_twist
+    from prismflow.remidi.reconstruction.protocol import paper_protocol
+    from prismflow.remidi.reconstruction.reconstruct import simulate_vertices
+    from prismflow.remidi.reconstruction.sae import load_sae
 
     mesh = cylinder_mesh(3.0, 9.0)
     v0 = mesh.vertices.detach().to(torch.float64)

@@ -4,9 +4,10 @@ import pytest
 import torch
 
 from prismflow.remidi import cylinder_mesh
-from prismflow.remidi.deform import make_dataset
-from prismflow.remidi.sae import SpectralAutoEncoder, load_sae, save_sae, train_sae
-from prismflow.remidi.spectral import SpectralBasis
+from prismflow.remidi.reconstruction.deform import make_dataset
+from prismflow.remidi.reconstruction.sae import SpectralAutoEncoder, load_sae, save_sae
+from prismflow.remidi.reconstruction.sae_training import train_sae
+from prismflow.remidi.reconstruction.spectral import SpectralBasis
 
 torch.set_num_threads(1)
 
@@ -47,7 +48,7 @@ def test_recon_sae_quick_training_beats_the_mean_shape(setup, tmp_path):
     # save / load round trip keeps the outputs and the basis check
     path = tmp_path / "sae.pt"
     save_sae(sae, path)
-    from prismflow.remidi.sae import _load_file
+    from prismflow.remidi.reconstruction.sae import _load_file
 
     again = _load_file(path)
     assert again.matches_mesh(mesh.tetrahedra, v.shape[0])
@@ -73,7 +74,7 @@ def test_recon_shipped_sae_reconstructs_held_out_meshes(setup, kind, limit_um):
 @pytest.mark.parametrize("kind", ["bend", "bead", "fan"])
 def test_recon_shipped_sae_is_reproducible_from_its_seed(kind):
     """Re-running the documented training command reproduces the shipped weights' accuracy."""
-    from prismflow.remidi.sae import SAETrainConfig, train_from_config
+    from prismflow.remidi.reconstruction.sae_training import SAETrainConfig, train_from_config
 
     shipped = load_sae(kind, train_if_missing=False)
     cfg = SAETrainConfig(**shipped.meta["train_config"])
@@ -84,8 +85,8 @@ def test_recon_shipped_sae_is_reproducible_from_its_seed(kind):
 def test_recon_sae_trained_on_first_use_and_cached(setup, tmp_path, monkeypatch):
     """Without shipped weights (e.g. a wheel without package data) the SAE is trained once and
     cached under $PRISMFLOW_CACHE; weights for another connectivity are ignored."""
-    import prismflow.remidi.sae as sae_mod
-    from prismflow.remidi.sae import SAETrainConfig
+    import prismflow.remidi.reconstruction.sae as sae_mod
+    from prismflow.remidi.reconstruction.sae_training import SAETrainConfig
 
     mesh, v, _ = setup
     monkeypatch.setattr(sae_mod, "_DATA_DIR", tmp_path / "nothing-shipped")

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from prismflow.remidi import cylinder_mesh
-from prismflow.remidi.spectral import SpectralBasis, graph_laplacian
+from prismflow.remidi.reconstruction.spectral import SpectralBasis, graph_laplacian
 
 torch.set_num_threads(1)
 

@@ -8,9 +8,9 @@ import scipy.special as ssp
 import torch
 
 from prismflow.remidi import PGSE, OGSE, box_mesh, cylinder_mesh, eigen_count, simulate_signal
-from prismflow.remidi.eigen import cutoff_count, generalized_eigh
-from prismflow.remidi.fem import apply_blocks, assemble_blocks
-from prismflow.remidi.matrix_formalism import project_operators
+from prismflow.remidi.simulator.eigen import cutoff_count, generalized_eigh
+from prismflow.remidi.simulator.fem import apply_blocks, assemble_blocks
+from prismflow.remidi.simulator.matrix_formalism import project_operators
 
 torch.set_num_threads(1)
 

@@ -8,9 +8,9 @@ import torch
 from prismflow.io.errors import InputError
 from prismflow.remidi import (Mesh, box_mesh, coaxial_cylinder_mesh, cylinder_mesh,
                               equal_area_radius, load_mesh)
-from prismflow.remidi.fem import (apply_blocks, assemble_blocks, assemble_dense,
+from prismflow.remidi.simulator.fem import (apply_blocks, assemble_blocks, assemble_dense,
                                   element_geometry, mass_blocks, stiffness_blocks)
-from prismflow.remidi.meshes import boundary_faces
+from prismflow.remidi.simulator.mesh import boundary_faces
 
 torch.set_num_threads(1)
 

@@ -11,8 +11,8 @@ from prismflow.io.errors import InputError
 from prismflow.remidi import (OGSE, PGSE, BlochTorreySimulator, DoublePGSE, PiecewiseConstant,
                               coaxial_cylinder_mesh, cylinder_mesh, equal_area_radius,
                               simulate_signal)
-from prismflow.remidi.analytic import (cylinder_signal, gaussian_phase_cylinder_perpendicular)
-from prismflow.remidi.matrix_formalism import project_operators, signal_from_operators
+from prismflow.remidi.simulator.analytic import (cylinder_signal, gaussian_phase_cylinder_perpendicular)
+from prismflow.remidi.simulator.matrix_formalism import project_operators, signal_from_operators
 
 torch.set_num_threads(1)
 

@@ -4,7 +4,7 @@ Every deformation is a vertex map ``(V, 3) -> (V, 3)`` that keeps the connectivi
 straight mesh whose axis is z and which is centred at the origin (as
 :func:`prismflow.remidi.cylinder_mesh` makes it). Lengths are in µm.
 
-Conventions (ours, stated because the paper gives only words; see notes/issue-6.md):
+Conventions (ours, stated because the paper gives only words):
 
 * height ``h = z - z_min`` in [0, L], with ``L = z_max - z_min``; the base (h = 0) never moves;
 * **bend** β: horizontal displacement along +x of ``β · h² / L`` (µm), so the top moves by ``β·L``

@@ -3,7 +3,7 @@
 The paper used 15 fully connected layers of 4096 units with dropout (≈ 2.4e8 parameters). On a
 shared 2-core CPU we use, by default, 4 hidden layers of 512 units with dropout 0.1 (≈ 1.5e6
 parameters), trained on signals simulated from the un-augmented training meshes of the same
-deformation family (see notes/issue-6.md). Inputs are standardised b0-normalised signals;
+deformation family. Inputs are standardised b0-normalised signals;
 outputs are standardised vertex coordinates.
 
 References

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from ..io.errors import InputError
+from ...io.errors import InputError
 
 __all__ = ["Protocol", "paper_protocol", "hemisphere_directions", "load_signal"]
 
@@ -117,7 +117,7 @@ class Protocol:
 
     def pgse(self) -> list:
         """The sequences as :class:`prismflow.remidi.PGSE` objects."""
-        from . import PGSE
+        from ..simulator import PGSE
 
         return [PGSE(d, big) for d, big in self.sequences]
 
@@ -176,7 +176,7 @@ class Protocol:
             raise
         except (KeyError, TypeError, ValueError, AttributeError) as err:
             raise InputError(f"{source}: malformed protocol ({type(err).__name__}: {err}); see "
-                             "prismflow.remidi.protocol for the format") from err
+                             "prismflow.remidi.reconstruction.protocol for the format") from err
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "Protocol":

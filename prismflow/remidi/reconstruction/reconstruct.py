@@ -72,6 +72,13 @@ class ReconstructionConfig:
         over the last ``patience`` iterations.
     n_eig : int or None — fixed eigenpair count for the simulator (None: the protocol's, else the
         count the straight start mesh gets from the simulator's default cut-off, then kept fixed).
+    quality_weight : float — weight of the element-quality barrier
+        ``w·Σ_e max(0, ρ_min − V_e/V_e⁰)²`` on the signed volumes V_e relative to the start
+        mesh's V_e⁰ (0 = off); it keeps decoded meshes free of inverted or flat tetrahedra.
+    quality_min_ratio : float — ρ_min, the volume ratio below which the barrier acts.
+    device : str — "cpu", "cuda", "cuda:N" or "auto" (cuda when available): where the
+        auto-encoder and latent live. The simulator's eigenproblem runs on the CPU in float64
+        either way (scipy/LAPACK); vertices cross over once per iteration.
     """
 
     n_iter: int = 750
@@ -89,6 +96,9 @@ class ReconstructionConfig:
     rel_tol: float = 1e-4
     patience: int = 150
     n_eig: int | None = None
+    quality_weight: float = 0.0
+    quality_min_ratio: float = 0.2
+    device: str = "cpu"
 
     def __post_init__(self) -> None:
         if self.optimizer not in ("adamw", "adam", "sgd"):
@@ -100,6 +110,28 @@ class ReconstructionConfig:
             raise ValueError(f"reduction must be sum or mean, got {self.reduction!r}")
         if self.n_iter < 1 or not self.lr > 0:
             raise ValueError(f"need n_iter >= 1 and lr > 0, got {self.n_iter}, {self.lr}")
+        if self.restart_period < 1 or self.restart_mult < 1 or self.patience < 1:
+            raise ValueError(f"restart_period, restart_mult and patience must be >= 1, got "
+                             f"{self.restart_period}, {self.restart_mult}, {self.patience}")
+        if self.quality_weight < 0 or not 0 < self.quality_min_ratio < 1:
+            raise ValueError(f"need quality_weight >= 0 and 0 < quality_min_ratio < 1, got "
+                             f"{self.quality_weight}, {self.quality_min_ratio}")
+        resolve_device(self.device)
+
+
+def resolve_device(device: str) -> torch.device:
+    """The torch device ``device`` names ("auto": cuda when available, else cpu)."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as err:
+        raise ValueError(f"unknown device {device!r}: use cpu, cuda, cuda:N or auto") from err
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r} requested but torch has no CUDA here; use cpu")
+    if dev.type not in ("cpu", "cuda"):
+        raise ValueError(f"device {device!r}: only cpu and cuda are supported")
+    return dev
 
 
 @dataclass
@@ -119,6 +151,8 @@ class ReconstructionResult:
     stopped : str — why it stopped ("max_iter", "loss_tol", "plateau").
     seconds : float — wall time.
     n_eig : int — eigenpairs used by the simulator.
+    n_inverted : int — tetrahedra of the returned mesh with signed volume ≤ 0.
+    device : str — the device the latent optimisation ran on (resolved, e.g. "cpu").
     """
 
     vertices: torch.Tensor
@@ -134,6 +168,8 @@ class ReconstructionResult:
     n_eig: int | None
     config: ReconstructionConfig = field(default_factory=ReconstructionConfig)
     template: object = field(default=None, repr=False)
+    n_inverted: int = 0
+    device: str = "cpu"
 
     def mesh(self):
         """The reconstructed mesh as a simulator Mesh (the template's connectivity)."""
@@ -149,6 +185,8 @@ class ReconstructionResult:
             "stopped": self.stopped,
             "seconds": self.seconds,
             "n_eig": self.n_eig,
+            "n_inverted_tetrahedra": self.n_inverted,
+            "device": self.device,
             "modified_chamfer_um": self.modified_chamfer,
             "chamfer_um_final": None if self.chamfer is None else self.chamfer[self.best_iteration],
             "chamfer_um_initial": None if self.chamfer is None else self.chamfer[0],
@@ -185,7 +223,7 @@ def simulate_vertices(
     -------
     Tensor, shape (n_seq, n_b, n_dir), float64.
     """
-    from . import simulate_signal
+    from ..simulator import simulate_signal
 
     mesh = _with_vertices(template, vertices.to(torch.float64))
     return simulate_signal(
@@ -233,7 +271,7 @@ def reconstruct(
     signal : Tensor, shape (n_seq, n_b, n_dir) — reference signal S_ref, normalised by b = 0.
     protocol : Protocol — the acquisition that produced ``signal``.
     sae : SpectralAutoEncoder — trained on the mesh family (see
-        :func:`prismflow.remidi.sae.load_sae`).
+        :func:`prismflow.remidi.reconstruction.sae.load_sae`).
     template : Mesh, optional — connectivity of the simulator mesh (default
         ``cylinder_mesh(3, 9)``).
     init_vertices : Tensor, shape (V, 3), optional — start mesh, µm (default: the template's
@@ -247,11 +285,11 @@ def reconstruct(
     -------
     ReconstructionResult
     """
-    from ..metrics.chamfer import chamfer_distance, modified_chamfer_distance
+    from ...metrics.chamfer import chamfer_distance, modified_chamfer_distance
 
     cfg = config or ReconstructionConfig()
     if template is None:
-        from . import cylinder_mesh
+        from ..simulator import cylinder_mesh
 
         template = cylinder_mesh(3.0, 9.0)
     signal = torch.as_tensor(signal, dtype=torch.float64)
@@ -268,11 +306,15 @@ def reconstruct(
         def simulate(v: torch.Tensor) -> torch.Tensor:
             return simulate_vertices(template, v, protocol, n_eig=n_eig)
 
+    dev = resolve_device(cfg.device)
+    sae = sae.to(dev)
     for p in sae.parameters():
         p.requires_grad_(False)
     sae.eval()
+    tets = template.tetrahedra
     with torch.no_grad():
-        z0 = sae.encode_mesh(start.to(torch.float32))
+        z0 = sae.encode_mesh(start.to(dev, torch.float32))
+        vol0 = _signed_volumes(start.to(torch.float64), tets).abs().clamp_min(1e-12)
     z = z0.clone().requires_grad_(True)
     opt = _optimizer([z], cfg)
     sched = _scheduler(opt, cfg)
@@ -284,10 +326,14 @@ def reconstruct(
     last_improvement, best_at_check = 0, math.inf
     for it in range(cfg.n_iter):
         opt.zero_grad()
-        verts = sae.decode_mesh(z).to(torch.float64)
+        verts = sae.decode_mesh(z).to("cpu", torch.float64)
         pred = simulate(verts)
         sq = (pred - signal) ** 2
         loss = cfg.loss_scale * (sq.sum() if cfg.reduction == "sum" else sq.mean())
+        if cfg.quality_weight > 0:
+            ratio = _signed_volumes(verts, tets) / vol0
+            barrier = torch.relu(cfg.quality_min_ratio - ratio).square().sum()
+            loss = loss + cfg.quality_weight * barrier
         loss.backward()
         lval = float(loss.detach())
         if not math.isfinite(lval):
@@ -318,7 +364,8 @@ def reconstruct(
     _, best_it, best_z, best_v = best
     if best_v is None:
         with torch.no_grad():
-            best_v = sae.decode_mesh(best_z).to(torch.float64)
+            best_v = sae.decode_mesh(best_z).to("cpu", torch.float64)
+    n_inv = int((_signed_volumes(best_v, tets) <= 0).sum())
     mod = None
     if reference is not None:
         mod = float(modified_chamfer_distance(best_v, reference.to(torch.float64)))
@@ -327,13 +374,20 @@ def reconstruct(
     return ReconstructionResult(
         vertices=best_v, tetrahedra=template.tetrahedra, latent=best_z, loss=losses,
         chamfer=chamfers, modified_chamfer=mod, best_iteration=best_it, n_iter=len(losses),
-        stopped=stopped, seconds=seconds, n_eig=n_eig, config=cfg, template=template)
+        stopped=stopped, seconds=seconds, n_eig=n_eig, config=cfg, template=template,
+        n_inverted=n_inv, device=str(dev))
+
+
+def _signed_volumes(vertices: torch.Tensor, tetrahedra: torch.Tensor) -> torch.Tensor:
+    """Signed tetrahedron volumes (T,), µm³ (positive = the template's orientation)."""
+    p = vertices[tetrahedra]
+    return torch.linalg.det(p[:, 1:] - p[:, :1]) / 6.0
 
 
 def _default_n_eig(template, start: torch.Tensor, protocol: Protocol) -> int | None:
     """Eigenpair count the simulator picks for the start mesh (then frozen)."""
     try:
-        from . import eigen_count  # optional helper of the simulator
+        from ..simulator import eigen_count  # optional helper of the simulator
     except ImportError:
         return None
     mesh = _with_vertices(template, start.to(torch.float64))
@@ -368,7 +422,7 @@ class MeshReconstruction:
 
     def predict(self, vertices: torch.Tensor) -> torch.Tensor:
         """Simulated b0-normalised signal (n_seq, n_b, n_dir) of a mesh with these vertices."""
-        from . import cylinder_mesh
+        from ..simulator import cylinder_mesh
 
         with torch.no_grad():
             return simulate_vertices(cylinder_mesh(3.0, 9.0), vertices, self.protocol,
@@ -397,7 +451,7 @@ def reconstruct_from_signal(
     -------
     ReconstructionResult
     """
-    from ..io.errors import InputError
+    from ...io.errors import InputError
 
     if isinstance(protocol, dict):
         protocol = Protocol.from_dict(protocol)
@@ -424,7 +478,7 @@ def load_reference_mesh(path: str | os.PathLike) -> torch.Tensor:
     """Vertices (V, 3), µm, of a mesh file readable by meshio; InputError naming the file."""
     import meshio
 
-    from ..io.errors import InputError
+    from ...io.errors import InputError
 
     path = os.fspath(path)
     if not os.path.isfile(path):
@@ -460,7 +514,7 @@ def save_reconstruction(result: ReconstructionResult, out_dir: str | os.PathLike
     -------
     dict — ``{"mesh": Path, "json": Path}``.
     """
-    from ..io import save_json_atomic
+    from ...io import save_json_atomic
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -497,8 +551,8 @@ def reconstruct_files(
 
     Parameters
     ----------
-    signal_path : path — b0-normalised signal (see :func:`prismflow.remidi.protocol.load_signal`).
-    protocol_path : path — protocol JSON (see :mod:`prismflow.remidi.protocol`).
+    signal_path : path — b0-normalised signal (see :func:`prismflow.remidi.reconstruction.protocol.load_signal`).
+    protocol_path : path — protocol JSON (see :mod:`prismflow.remidi.reconstruction.protocol`).
     out_dir : path — folder for ``mesh.vtu`` and ``reconstruction.json`` (created).
     prior : {"bend", "bead", "fan", "all"} — SAE deformation family.
     config : ReconstructionConfig, optional.
@@ -509,7 +563,7 @@ def reconstruct_files(
     -------
     dict — ``{"mesh": Path, "json": Path}``.
     """
-    from ..io.errors import InputError
+    from ...io.errors import InputError
     from .protocol import load_signal
 
     out = Path(out_dir)

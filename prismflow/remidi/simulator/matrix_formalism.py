@@ -38,7 +38,7 @@ import numpy as np
 import scipy.special as ssp
 import torch
 
-from ..io.errors import InputError
+from ...io.errors import InputError
 from .eigen import DENSE_MAX, _gap_tol, clusters, generalized_eigh
 from .fem import apply_blocks, assemble_blocks, project_blocks
 from .sequences import Waveform

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from ..io.errors import InputError
+from ...io.errors import InputError
 from .matrix_formalism import (B_SCALE, _as_bvalues, _as_directions, _as_sequences,
                                project_operators, signal_from_operators)
 

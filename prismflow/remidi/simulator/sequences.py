@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..io.errors import InputError
+from ...io.errors import InputError
 
 __all__ = ["Waveform", "PGSE", "DoublePGSE", "OGSE", "PiecewiseConstant"]
 
