@@ -298,8 +298,10 @@ def run_group(args, cfg_kwargs: dict) -> int:
     if figs.exists():
         shutil.rmtree(figs)
     shutil.copytree(out.figures, figs)
+    shutil.copyfile(out.report, dest / "report.html")
     _say(args, f"prismflow: group table {dest / 'prismflow_metrics.tsv'} "
-               f"({len(groups)} subject(s)/session(s)) and figures in {figs}")
+               f"({len(groups)} subject(s)/session(s)), figures in {figs}, "
+               f"report {dest / 'report.html'}")
     return 0
 
 

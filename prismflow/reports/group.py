@@ -129,31 +129,139 @@ def write_table(rows: list[dict], path: str | Path) -> Path:
     return path
 
 
+#: Metric → (axis label with unit, one-line meaning). ``mean_<param>`` maps not listed here
+#: get a generic label.
+METRICS = {
+    "voxels_with_peaks": ("voxels", "voxels in the mask with at least one peak"),
+    "mean_peaks_per_voxel": ("peaks per voxel", "mean number of peaks where there is one"),
+    "crossing_fraction": ("fraction of voxels", "voxels with ≥ 2 peaks among those with one"),
+    "first_peak_angle_to_prism_deg": ("angle (°)", "mean angle between the method's main peak "
+                                      "and PRISM's"),
+    "fit_seconds": ("time (s)", "fitting time (sum over slabs for PRISM)"),
+    "streamline_count": ("streamlines", "deterministic streamlines"),
+    "connectome_total": ("streamlines", "streamlines that join two parcels"),
+    "connectome_density": ("fraction of parcel pairs", "pairs of parcels joined by ≥ 1 "
+                           "streamline"),
+    "mean_csf_fraction": ("volume fraction", "mean CSF fraction in the mask"),
+    "mean_gm_fraction": ("volume fraction", "mean GM fraction in the mask"),
+    "mean_restricted_fraction": ("volume fraction", "mean restricted fraction in the mask"),
+    "mean_wm_fraction": ("volume fraction", "mean WM (all fibres) fraction in the mask"),
+    "mean_biasfield": ("bias field (1 = none)", "mean multiplicative bias field"),
+    "mean_residualrms": ("residual RMS (data units)", "mean residual RMS over the mask"),
+    "mean_s0": ("S0 (data units)", "mean fitted b=0 signal"),
+    "mean_nfibres": ("fibres per voxel", "mean number of fibres PRISM reports"),
+    "mean_fin": ("fraction", "mean intra-axonal fraction"),
+}
+
+
+def metric_label(metric: str) -> tuple[str, str]:
+    """(axis label with unit, description) of ``metric``."""
+    if metric in METRICS:
+        return METRICS[metric]
+    return (metric.removeprefix("mean_") + " (map units)", f"mean of the {metric[5:]} map"
+            if metric.startswith("mean_") else metric)
+
+
+def method_colours(methods) -> dict[str, str]:
+    """One colour per method, the same in every figure (PRISM always first, blue)."""
+    ordered = sorted(set(methods), key=lambda m: (m != "prism", m))
+    return {m: f"C{i % 10}" for i, m in enumerate(ordered)}
+
+
+_MARKERS = "osD^v<>PX*hp"
+
+
 def plot_metrics(table: str | Path, out_dir: str | Path) -> list[Path]:
-    """One PNG per metric: value per method, a point per subject, a bar for the mean."""
+    """One PNG per metric: a point per subject (marker = subject, colour = method), the mean as
+    a bar, the unit on the y axis; the same method colours and subject markers in every figure.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import pandas as pd
 
-    df = pd.read_csv(table, sep="\t")
+    df = pd.read_csv(table, sep="\t", dtype={"subject": str, "session": str})
+    df["who"] = df["subject"].map(lambda s: f"sub-{s}") + df["session"].map(
+        lambda s: "" if s in ("n/a", "nan") or pd.isna(s) else f" ses-{s}")
+    colours = method_colours(df["method"].unique())
+    people = sorted(df["who"].unique())
+    marker = {w: _MARKERS[i % len(_MARKERS)] for i, w in enumerate(people)}
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = []
     for metric, grp in df.groupby("metric", sort=True):
-        methods = sorted(grp["method"].unique())
-        fig, ax = plt.subplots(figsize=(1.2 + 1.0 * len(methods), 3.0))
+        methods = [m for m in colours if m in set(grp["method"])]
+        ylabel, desc = metric_label(metric)
+        fig, ax = plt.subplots(figsize=(max(4.8, 2.4 + 1.3 * len(methods)), 3.8), dpi=100)
         for i, m in enumerate(methods):
-            vals = grp.loc[grp["method"] == m, "value"].to_numpy()
-            ax.bar(i, vals.mean(), color="0.85", edgecolor="0.3")
-            ax.plot(np.full(len(vals), i) + np.linspace(-0.15, 0.15, len(vals)), vals, "o",
-                    color="C0", ms=4)
-        ax.set_xticks(range(len(methods)), methods, rotation=30, ha="right")
-        ax.set_title(metric, fontsize=9)
+            sub = grp[grp["method"] == m]
+            ax.bar(i, sub["value"].mean(), width=0.6, color=colours[m], alpha=0.25,
+                   edgecolor=colours[m])
+            offsets = np.linspace(-0.18, 0.18, len(people)) if len(people) > 1 else [0.0]
+            for off, who in zip(offsets, people):
+                vals = sub.loc[sub["who"] == who, "value"].to_numpy()
+                ax.plot(np.full(len(vals), i + off), vals, marker[who], color=colours[m],
+                        ms=7, mec="black", mew=0.6, label=who if i == 0 else None)
+        ax.set_xticks(range(len(methods)), methods)
+        ax.set_xlabel("method")
+        ax.set_ylabel(ylabel)
+        ax.set_title(f"{metric}\n{desc}", fontsize=10)
+        ax.grid(axis="y", alpha=0.3)
+        handles = [plt.Line2D([], [], ls="", marker=marker[w], color="0.5", mec="black",
+                              label=w) for w in people]
+        ax.legend(handles=handles, title="subject", fontsize=8, title_fontsize=8,
+                  loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
         fig.tight_layout()
         p = out_dir / f"metric-{re.sub(r'[^A-Za-z0-9]', '', metric.title())}.png"
-        fig.savefig(p, dpi=80, metadata={"Software": None})
+        fig.savefig(p, dpi=100, metadata={"Software": None})
         plt.close(fig)
         paths.append(p)
     return paths
+
+
+def write_group_report(table: str | Path, figures: list[str | Path], path: str | Path, *,
+                       table_href: str = "prismflow_metrics.tsv") -> Path:
+    """``group/report.html``: every metric's figure (embedded) and a subject × method table,
+    with a link to the TSV (``table_href``, relative to the page)."""
+    import base64
+
+    import pandas as pd
+
+    from .html import render, write_atomic
+
+    df = pd.read_csv(table, sep="\t", dtype={"subject": str, "session": str},
+                     keep_default_na=False)
+    figs = {Path(f).stem: Path(f) for f in figures}
+    sections = [{"id": "table", "title": "The table", "caption": "One row per subject, "
+                 "session, method and metric, computed from the participant derivatives alone.",
+                 "items": [{"kind": "link", "href": table_href,
+                            "text": f"{table_href} ({len(df)} rows, tab-separated; column "
+                                    "descriptions in prismflow_metrics.json)"},
+                           {"kind": "text", "text": "Subjects: " + ", ".join(
+                               sorted(df["subject"].unique())) + "; methods: " + ", ".join(
+                               sorted(df["method"].unique())) + "."}]}]
+    items = []
+    for metric in sorted(df["metric"].unique()):
+        key = f"metric-{re.sub(r'[^A-Za-z0-9]', '', metric.title())}"
+        if key in figs:
+            uri = "data:image/png;base64," + base64.b64encode(figs[key].read_bytes()).decode()
+            items.append({"kind": "img", "uri": uri, "alt": metric})
+    sections.append({"id": "figures", "title": "Every metric", "caption": "A point per "
+                     "subject (marker = subject), colour = method (the same in every figure), "
+                     "bar = mean over subjects. Good: subjects close to each other within a "
+                     "method; methods differ where they should.", "items": items})
+    df["who"] = df["subject"] + df["session"].map(lambda v: "" if v == "n/a" else f"/{v}")
+    wide = df.pivot_table(index=["metric", "method"], columns="who", values="value",
+                          aggfunc="first")
+    rows = [[m, meth, metric_label(m)[0], *(f"{v:.4g}" for v in row)]
+            for (m, meth), row in zip(wide.index, wide.to_numpy())]
+    sections.append({"id": "values", "title": "Values", "caption": "The table's values, one row "
+                     "per metric and method, one column per subject.",
+                     "items": [{"kind": "table", "header": ["metric", "method", "unit",
+                                                            *(f"sub-{w}" for w in wide.columns)],
+                                "rows": rows}]})
+    page = render("prismflow group report", f"{df['subject'].nunique()} subject(s), "
+                  f"{df['method'].nunique()} method(s), {df['metric'].nunique()} metrics",
+                  [{"name": None, "sections": sections}])
+    return write_atomic(page, path)

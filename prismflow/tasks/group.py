@@ -19,13 +19,15 @@ def SubjectMetrics(files: list[File]) -> File:
     return out
 
 
-@python_task(outputs=["table", "figures"])
-def GroupReport(rows: list[File]) -> tuple[File, Directory]:
-    """Concatenate the rows into ``prismflow_metrics.tsv`` and draw one figure per metric."""
-    from prismflow.reports.group import plot_metrics, write_table
+@python_task(outputs=["table", "figures", "report"])
+def GroupReport(rows: list[File]) -> tuple[File, Directory, File]:
+    """Concatenate the rows into ``prismflow_metrics.tsv``, draw one figure per metric and put
+    them on one page, ``report.html``."""
+    from prismflow.reports.group import plot_metrics, write_group_report, write_table
 
     allrows = [r for f in rows for r in json.loads(Path(f).read_text())]
     table = write_table(allrows, Path("prismflow_metrics.tsv").absolute())
     figs = Path("figures").absolute()
-    plot_metrics(table, figs)
-    return table, figs
+    paths = plot_metrics(table, figs)
+    report = write_group_report(table, paths, Path("report.html").absolute())
+    return table, figs, report
