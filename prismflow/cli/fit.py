@@ -37,6 +37,9 @@ Outputs (in OUT):
   peaks.nii.gz              3K frames: MRtrix3-style peaks (direction x fraction, scanner frame)
   n_fibres.nii.gz, f_in.nii.gz, s0.nii.gz, bias_field.nii.gz, residual_rms.nii.gz,
   predicted.nii.gz, calibration.json, and a .json sidecar for every image.
+  fixels/                   MRtrix3 fixel directory (index, directions in scanner frame,
+                            fraction, f_in, confidence = loss curvature w.r.t. the direction
+                            in rad^-2, angular_sd in degrees); skip with --no-fixels
 """
 
 EPILOG = """\
@@ -68,6 +71,8 @@ def build_parser() -> argparse.ArgumentParser:
     io.add_argument("--out", required=True, help="output directory (created; must not exist "
                                                  "unless --force)")
     io.add_argument("--force", action="store_true", help="replace an existing output directory")
+    io.add_argument("--no-fixels", action="store_true",
+                    help="do not write the MRtrix3 fixel directory OUT/fixels/")
     model = p.add_argument_group("model and fit")
     model.add_argument("--loss", choices=("mse", "nll"), default=None,
                        help="data fidelity: mse, or Rician nll with learned sigma (default: mse)")
@@ -164,6 +169,11 @@ def run(args) -> Path:
             "SlabSize": fit.info["slab_size"], "SlabOverlap": fit.info["slab_overlap"],
             "Seed": fit.info["seed"], "Device": fit.info["device"],
             "Units": {"b": "s/mm^2", "diffusivity": "mm^2/s"}})
+        if not args.no_fixels:
+            from ..io.fixels import write_prism_fixels
+
+            write_prism_fixels(fit, acq, img.affine, tmp / "fixels", sidecar={
+                "PrismflowVersion": __version__, "Input": str(args.dwi)})
         if out.exists():
             shutil.rmtree(out)
         os.replace(tmp, out)

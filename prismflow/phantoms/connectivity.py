@@ -41,10 +41,11 @@ from .schemes import multishell_scheme
 #: Presets: crossing angles of the controlled crossings (degrees) and the grid.
 PRESETS = {
     # the issue's hardest setting: shallow crossings, 25-40 degrees, away from every ROI
-    "hard": dict(shape=32, crossing_angles=(25.0, 30.0, 35.0, 40.0), n_curved=4),
-    "easy": dict(shape=32, crossing_angles=(60.0, 70.0, 80.0, 90.0), n_curved=4),
+    "hard": dict(shape=36, crossing_angles=(25.0, 30.0, 35.0, 40.0), n_curved=4),
+    "easy": dict(shape=36, crossing_angles=(60.0, 70.0, 80.0, 90.0), n_curved=4),
     # tests: a small grid, two crossings
-    "small": dict(shape=22, crossing_angles=(35.0, 70.0), n_curved=1, kissing=False),
+    "small": dict(shape=26, crossing_angles=(35.0, 70.0), n_curved=1, kissing=False,
+                  radius_range=(1.3, 1.8)),
 }
 
 
@@ -166,6 +167,7 @@ class _Layout:
         self.roi_sep, self.roi_merge = roi_sep, roi_merge
         self.ends: list[np.ndarray] = []
         self.specs: list[dict] = []
+        self.crossings: list[np.ndarray] = []
 
     def free(self, *points) -> bool:
         """True when every point is at least ``roi_sep`` from every existing end and from
@@ -182,18 +184,30 @@ class _Layout:
         self.ends.extend([points[0], points[-1]])
         self.specs.append(dict(points=points, kind=kind, angle=angle))
 
-    def crossing(self, angle: float, depth: float, tries: int = 2000) -> bool:
-        """Two straight chords through a point within ``depth``·r_wm of the centre."""
+    def crossing(self, angle: float, depth: float, clearance: float,
+                 tries: int = 4000) -> bool:
+        """Two straight chords through a point within ``depth``·r_wm of the centre; the
+        crossing point keeps ``clearance`` from every other chord and crossing point, so
+        each designed crossing holds exactly two bundles."""
         for _ in range(tries):
             p = _unit(self.rng.standard_normal(3)) * self.rng.uniform(0, depth) * self.r_wm
             d1 = _unit(self.rng.standard_normal(3))
             d2 = _rotate_towards(d1, angle, self.rng)
             ends = [_sphere_hit(p, s * d, self.r_end) for d in (d1, d2) for s in (1, -1)]
-            if self.free(*ends):
-                for k in (0, 2):
-                    self.add(_bezier(ends[k], 0.5 * (ends[k] + ends[k + 1]), ends[k + 1]),
-                             "crossing", angle)
-                return True
+            if not self.free(*ends):
+                continue
+            lines = [_bezier(ends[k], 0.5 * (ends[k] + ends[k + 1]), ends[k + 1], 100)
+                     for k in (0, 2)]
+            old_lines = [s["points"] for s in self.specs]
+            if any(np.linalg.norm(q - p, axis=1).min() < clearance for q in old_lines):
+                continue
+            if any(np.linalg.norm(q - c, axis=1).min() < clearance
+                   for c in self.crossings for q in lines):
+                continue
+            self.crossings.append(p)
+            for line in lines:
+                self.add(_bezier(line[0], 0.5 * (line[0] + line[-1]), line[-1]), "crossing", angle)
+            return True
         return False
 
     def kissing(self, gap: float, tries: int = 2000) -> bool:
@@ -282,7 +296,7 @@ def make_connectivity_phantom(preset: str = "hard", *, seed: int = 0, snr: float
                               shape: int | None = None, voxel_mm: float = 1.0,
                               crossing_angles=None, n_curved: int | None = None,
                               kissing: bool | None = None, fanning: bool = True,
-                              radius_range=(1.3, 2.0), lpar_range=(1.5e-3, 2.1e-3),
+                              radius_range=None, lpar_range=(1.5e-3, 2.1e-3),
                               lperp_range=(0.15e-3, 0.4e-3), gm_diffusivity: float = 0.8e-3,
                               csf_diffusivity: float = 3.0e-3, s0: float = 100.0,
                               sub: int = 3, max_fixels: int = 3,
@@ -300,6 +314,7 @@ def make_connectivity_phantom(preset: str = "hard", *, seed: int = 0, snr: float
     angles = tuple(crossing_angles if crossing_angles is not None else pre["crossing_angles"])
     n_curved = int(pre["n_curved"] if n_curved is None else n_curved)
     kissing = pre.get("kissing", True) if kissing is None else kissing
+    radius_range = tuple(radius_range or pre.get("radius_range", (1.5, 2.2)))
     rng = np.random.default_rng(seed)
     acq = acquisition or multishell_scheme(n_dirs=48, n_b0=4, seed=0)
 
@@ -312,7 +327,7 @@ def make_connectivity_phantom(preset: str = "hard", *, seed: int = 0, snr: float
     roi_radius = 2.0
     layout = _Layout(rng, r_end, r_wm, roi_sep=2 * roi_radius + 0.8, roi_merge=roi_radius)
     for a in angles:
-        if not layout.crossing(a, depth=0.3):
+        if not layout.crossing(a, depth=0.55, clearance=2 * radius_range[1] + 1.0):
             raise RuntimeError(f"could not place a {a}° crossing; use a larger shape")
     if kissing and not layout.kissing(gap=2 * radius_range[0]):
         raise RuntimeError("could not place the kissing pair; use a larger shape")

@@ -26,7 +26,7 @@ class TrackingConfig:
     ----------
     step_mm : step size in mm.
     angle_deg : largest turn between steps, degrees.
-    seeds_per_voxel : seeds per voxel of the seed mask (on a regular sub-grid).
+    seeds_per_voxel : seeds per voxel of the seed mask (uniform random positions from the seed).
     min_length_mm, max_length_mm : streamlines outside this range are dropped.
     peak_threshold : peaks with amplitude below this fraction of the voxel's largest are ignored.
     """
@@ -93,7 +93,8 @@ def track_peaks(directions: np.ndarray, amplitudes: np.ndarray, mask: np.ndarray
     mask : (X, Y, Z) bool — tracking stops outside it.
     affine : (4, 4) voxel-to-world (mm).
     seed_mask : (X, Y, Z) bool — where to seed; default: voxels with at least one peak.
-    seed : random seed of dipy's tracker (kept > 0 for reproducible streamlines).
+    seed : seeds the seed positions (uniform inside each seed voxel) and dipy's tracker; every
+        value, 0 included, gives its own reproducible set.
 
     Returns
     -------
@@ -102,7 +103,7 @@ def track_peaks(directions: np.ndarray, amplitudes: np.ndarray, mask: np.ndarray
     from dipy.tracking.local_tracking import LocalTracking
     from dipy.tracking.stopping_criterion import BinaryStoppingCriterion
     from dipy.tracking.streamline import Streamlines
-    from dipy.tracking.utils import length, seeds_from_mask
+    from dipy.tracking.utils import length
 
     start = time.perf_counter()
     mask = np.asarray(mask, bool)
@@ -111,9 +112,12 @@ def track_peaks(directions: np.ndarray, amplitudes: np.ndarray, mask: np.ndarray
     pam.ang_thr = float(cfg.angle_deg)
     if seed_mask is None:
         seed_mask = mask & (pam.peak_values[..., 0] > 0)
-    n = max(1, int(round(cfg.seeds_per_voxel ** (1 / 3))))
-    density = [n, n, n] if n ** 3 == cfg.seeds_per_voxel else cfg.seeds_per_voxel
-    seeds = seeds_from_mask(np.asarray(seed_mask, bool), affine, density=density)
+    # seed points drawn uniformly inside each seed voxel from ``seed``: with deterministic
+    # peaks and fixed grid seeds the seed would change nothing (seeds 0 and 1 were identical)
+    from .fixels import random_seeds
+
+    vox = random_seeds(np.asarray(seed_mask, bool), cfg.seeds_per_voxel, seed)
+    seeds = vox @ np.asarray(affine, np.float64)[:3, :3].T + np.asarray(affine, np.float64)[:3, 3]
     if len(seeds) == 0:
         logger.warning("no seeds: the peaks source found no peaks inside the mask")
         return []
@@ -124,7 +128,7 @@ def track_peaks(directions: np.ndarray, amplitudes: np.ndarray, mask: np.ndarray
         gen = LocalTracking(pam, BinaryStoppingCriterion(mask.astype(np.uint8)), seeds, affine,
                             step_size=cfg.step_mm, max_cross=1,
                             maxlen=int(cfg.max_length_mm / cfg.step_mm),
-                            random_seed=max(1, int(seed)), return_all=True)
+                            random_seed=int(seed), return_all=True)
         sl = Streamlines(gen)
     lengths = np.asarray(list(length(sl))) if len(sl) else np.zeros(0)
     keep = (lengths >= cfg.min_length_mm) & (lengths <= cfg.max_length_mm)
