@@ -125,13 +125,14 @@ def add_baselines(ctx: Context) -> None:
 @action("tracking")
 def _tracking(ctx: Context, p: dict) -> None:
     cfg = {k: p[k] for k in ("step_mm", "angle_deg", "seeds_per_voxel", "min_length_mm",
-                             "max_length_mm", "peak_threshold")}
+                             "max_length_mm", "peak_threshold", "min_fraction") if k in p}
     add_baselines(ctx)
     if p["tracker"] == "mrtrix":   # tckgen FACT reads scanner-frame peaks
         prism, baselines = ctx.prism_scanner_peaks, ctx.baseline_scanner_peaks
         task = tt.TrackPeaksMrtrix
-    else:                          # dipy EuDX works in the voxel (bvec) frame
-        prism, baselines, task = ctx.prism_peaks, ctx.baseline_peaks, tt.TrackPeaks
+    else:                          # dipy EuDX and the fixel tracker work in the bvec frame
+        prism, baselines = ctx.prism_peaks, ctx.baseline_peaks
+        task = tt.TrackFixels if p["tracker"] == "fixel" else tt.TrackPeaks
     sel = workflow.add(tt.SelectPeaks(sources=list(p["sources"]), prism=prism,
                                       baselines=baselines), name="select_peaks")
     tr = workflow.add(task(mask=ctx.mask, config=cfg, seed=ctx.seed)

@@ -73,8 +73,9 @@ SCHEMA: dict[str, dict[str, Param]] = {
     },
     "tracking": {
         "sources": Param(list, ["prism"], "peaks sources to track: prism and/or baseline names"),
-        "tracker": Param(str, "dipy", "dipy (EuDX on the peaks) | mrtrix (tckgen FACT, .tck)",
-                         choices=("dipy", "mrtrix")),
+        "tracker": Param(str, "fixel", "fixel (prismflow: follows the best-aligned fixel, stops on "
+                         "fibre fraction) | dipy (EuDX on the peaks) | mrtrix (tckgen FACT, .tck)",
+                         choices=("fixel", "dipy", "mrtrix")),
         "step_mm": Param((int, float), 0.5, "step size, mm", min=0.01),
         "angle_deg": Param((int, float), 45.0, "largest turn per step, degrees", min=1),
         "seeds_per_voxel": Param(int, 1, "seeds per voxel with a peak", min=1),
@@ -82,6 +83,8 @@ SCHEMA: dict[str, dict[str, Param]] = {
         "max_length_mm": Param((int, float), 250.0, "longest streamline, mm", min=1),
         "peak_threshold": Param((int, float), 0.1, "ignore peaks below this fraction of the "
                                 "voxel's largest", min=0),
+        "min_fraction": Param((int, float), 0.1, "fixel tracker: stop below this fibre fraction "
+                              "(baseline amplitudes scaled to their 95th percentile)", min=0),
     },
     "connectome": {},
 }

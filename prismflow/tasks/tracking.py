@@ -30,18 +30,54 @@ def streamline_count(path) -> int:
     return int(hdr.get("nb_streamlines", hdr.get("count", 0)))
 
 
+def write_tracking_sidecar(tractogram: Path, tracker: str, settings: dict, seed: int,
+                           n_streamlines: int) -> Path:
+    """``tracts_<method>.json`` beside the tractogram: tracker, every setting and the seed."""
+    from prismflow.io.nifti import save_json_atomic
+
+    side = tractogram.with_suffix(".json")
+    save_json_atomic({"Tracker": tracker, "Seed": int(seed), "StreamlineCount": int(n_streamlines),
+                      "TrackingSettings": settings}, side)
+    return side
+
+
 @python_task(outputs=["tractogram", "method"])
 def TrackPeaks(peaks: File, mask: File, config: dict, seed: int = 0) -> tuple[File, str]:
-    """Deterministic streamlines on a peaks file; writes ``tracts_<method>.trk``."""
+    """Deterministic streamlines on a peaks file; writes ``tracts_<method>.trk`` (+ .json)."""
     from prismflow.tracking import TrackingConfig, save_trk, track_peaks
 
     dirs, amps, affine = load_peaks(peaks)
-    cfg = TrackingConfig(**config)
+    cfg = TrackingConfig(**{k: v for k, v in config.items() if k in TrackingConfig.__dataclass_fields__})
     sl = track_peaks(dirs, amps, load_mask(mask), affine, cfg, seed=seed)
     method = peaks_method(peaks)
     out = Path(f"tracts_{method}.trk").absolute()
     save_trk(sl, nib.load(str(mask)), out)
-    Path("tracking.json").write_text(json.dumps({"n_streamlines": len(sl), **cfg.to_dict()}))
+    write_tracking_sidecar(out, "dipy EuDX", cfg.to_dict(), seed, len(sl))
+    return out, method
+
+
+@python_task(outputs=["tractogram", "method"])
+def TrackFixels(peaks: File, mask: File, config: dict, seed: int = 0) -> tuple[File, str]:
+    """Deterministic fixel tracking (:func:`prismflow.tracking.fixels.track_fixels`) on a peaks
+    file whose peak lengths are fibre fractions (PRISM's; a baseline's amplitudes are first
+    divided by the 95th percentile of its voxel maxima in the mask, so one ``min_fraction``
+    serves every source). Writes ``tracts_<method>.trk`` and its ``.json`` settings sidecar."""
+    from prismflow.tracking import save_trk
+    from prismflow.tracking.fixels import FixelTrackingConfig, track_fixels
+
+    dirs, amps, affine = load_peaks(peaks)
+    mask_arr = load_mask(mask)
+    method = peaks_method(peaks)
+    if method != "prism" and np.any(amps[mask_arr] > 0):
+        vmax = amps[mask_arr].max(-1)
+        amps = amps / np.percentile(vmax[vmax > 0], 95)
+    names = FixelTrackingConfig.__dataclass_fields__
+    cfg = FixelTrackingConfig(**{k: v for k, v in config.items() if k in names})
+    sl = track_fixels(dirs, amps, mask_arr, affine, cfg, seed=seed)
+    out = Path(f"tracts_{method}.trk").absolute()
+    save_trk(sl, nib.load(str(mask)), out)
+    write_tracking_sidecar(out, "prismflow fixel tracking (deterministic)", cfg.to_dict(), seed,
+                           len(sl))
     return out, method
 
 
