@@ -109,8 +109,8 @@ def mosaic(volume: np.ndarray | None, mask: np.ndarray, zooms, *, axis: int = 2,
     height_in = width_in * (h * asp) / (len(idx) * (w + gap)) + 0.35
     fig, axes = plt.subplots(len(rows), 1, figsize=(width_in + 1.3, height_in * len(rows) + 0.2),
                              squeeze=False, facecolor="black")
-    cm = (plt.get_cmap(cmap, discrete + 1) if discrete is not None else plt.get_cmap(cmap)).copy()
-    cm.set_bad("black")
+    cm = (plt.get_cmap(cmap, discrete + 1) if discrete is not None
+          else plt.get_cmap(cmap)).with_extremes(bad="black")
     im = None
     for r, (name, vol) in enumerate(rows):
         ax = axes[r, 0]

@@ -83,20 +83,20 @@ def iter_volumes(path):
     from nibabel.openers import ImageOpener
 
     img = nib.load(str(path))
-    hdr = img.header
-    shape = img.shape[:3]
+    proxy = img.dataobj           # the loaded header's offset/scaling can read 0/None: the
+    shape = img.shape[:3]         # array proxy holds the values nibabel itself reads with
     n = img.shape[3] if img.ndim == 4 else 1
-    dtype = hdr.get_data_dtype()
-    slope, inter = hdr.get_slope_inter()
+    dtype = np.dtype(proxy.dtype)
+    slope, inter = float(proxy.slope), float(proxy.inter)
     nbytes = int(np.prod(shape)) * dtype.itemsize
     with ImageOpener(str(path), "rb") as fh:
-        fh.seek(int(hdr.get_data_offset()))
+        fh.seek(int(proxy.offset))
         for _ in range(n):
             vol = np.frombuffer(fh.read(nbytes), dtype=dtype).reshape(shape, order="F")
             vol = vol.astype(np.float32)
-            if slope is not None and not math.isnan(slope) and slope not in (0, 1):
+            if not math.isnan(slope) and slope not in (0, 1):
                 vol = vol * np.float32(slope)
-            if inter is not None and not math.isnan(inter) and inter != 0:
+            if not math.isnan(inter) and inter != 0:
                 vol = vol + np.float32(inter)
             yield np.nan_to_num(vol)
 
