@@ -20,13 +20,15 @@ from ..io.errors import InputError
 from ..io.gradients import Acquisition
 from ..progress import Progress
 from .calibration import Calibration
-from .config import PrismConfig
+from .config import Diffusivities, PrismConfig
 from .fixels import merge_parallel, sort_fibres
 from .init import hashed_normal
 from .kernels import fidelity
 from .model import AcquisitionTensors, constrain, predict
 from .priors import neighbour_pairs, prior_penalty
+from .response import DiffusivityEstimate, estimate_diffusivities
 from .result import PrismFit
+from .selection import OFF_LOGIT, select_fibres
 
 log = logging.getLogger(__name__)
 
@@ -98,6 +100,7 @@ def estimate_noise_sigma(data: np.ndarray, acq: Acquisition, fallback: float = 0
 def fit_patch(data: np.ndarray, acq: Acquisition, cfg: PrismConfig, *,
               grid_mask: np.ndarray | None = None, global_index: np.ndarray | None = None,
               init: dict | None = None, noise_sigma: float | None = None,
+              diffusivities: "DiffusivityEstimate | Diffusivities | None" = None,
               desc: str = "prism", progress: bool = True) -> PrismFit:
     """Fit the voxels of one patch.
 
@@ -115,6 +118,10 @@ def fit_patch(data: np.ndarray, acq: Acquisition, cfg: PrismConfig, *,
     noise_sigma : σ relative to b0 (scales the priors in MSE mode, starts σ in NLL mode);
         default: estimated from this patch's repeated b=0 volumes. Slab-wise fits pass the
         whole volume's estimate so that every slab uses the same value.
+    diffusivities : the compartment diffusivities to fit with — a
+        :class:`~prismflow.prism.response.DiffusivityEstimate` made once per volume (slab-wise
+        fits pass the volume's) or plain :class:`Diffusivities`. Default: estimated from this
+        patch's data when ``cfg.estimate_diffusivities``, else ``cfg.diffusivities``.
     """
     data = np.asarray(data, dtype=np.float64)
     if data.ndim != 2 or data.shape[1] != len(acq):
@@ -138,7 +145,21 @@ def fit_patch(data: np.ndarray, acq: Acquisition, cfg: PrismConfig, *,
 
     y_np, b0 = b0_normalise(data, acq)
     y = torch.as_tensor(y_np, dtype=dtype, device=device)
+    if diffusivities is None and cfg.estimate_diffusivities:
+        diffusivities = estimate_diffusivities(data, acq, defaults=cfg.diffusivities, seed=cfg.seed)
+    estimate = diffusivities if isinstance(diffusivities, DiffusivityEstimate) else None
+    if diffusivities is not None:
+        # the config that is recorded (and that predict() of the outputs uses) carries the
+        # values actually fitted with
+        d_used = estimate.diffusivities if estimate is not None else diffusivities
+        cfg = cfg.replace(diffusivities=d_used)
     at = AcquisitionTensors(acq, cfg.diffusivities, device=device, dtype=dtype)
+    # one non-zero shell: csf, gm and restricted are each a constant at that b-value, so only
+    # one isotropic pool is identifiable; gm and restricted are switched off (reported as 0)
+    single_shell = len(np.unique(np.round(np.asarray(acq.bvals)[~acq.b0_mask] / 100.0))) < 2
+    logit_offset = torch.zeros((v, 3 + cfg.n_fibres), dtype=dtype, device=device)
+    if single_shell:
+        logit_offset[:, 1:3] = OFF_LOGIT
     start = initial_raw_parameters(global_index, cfg.n_fibres, cfg.seed)
     start.update(init or {})
     raw = {k: torch.nn.Parameter(torch.as_tensor(val, dtype=dtype, device=device).clone())
@@ -160,7 +181,7 @@ def fit_patch(data: np.ndarray, acq: Acquisition, cfg: PrismConfig, *,
     warm = max(1, int(cfg.priors.topology_warmup * cfg.n_iter))
 
     def objective(it: int = cfg.n_iter):
-        params = constrain(raw["s0_raw"], raw["logits"], raw["dirs_raw"], raw["fin_raw"])
+        params = constrain(raw["s0_raw"], raw["logits"] + logit_offset, raw["dirs_raw"], raw["fin_raw"])
         fid = fidelity(params, at, calib, y, cfg)
         ramp = min(1.0, (it + 1) / warm)
         return fid + prior_penalty(params, cfg.priors, pairs, prior_scale, ramp) + calib.penalty(), fid
@@ -184,9 +205,26 @@ def fit_patch(data: np.ndarray, acq: Acquisition, cfg: PrismConfig, *,
     n_run = it + 1
     bar.done = n_run
 
+    selection = None
+    if cfg.fibre_selection == "evidence" and cfg.n_fibres > 1:
+        with torch.no_grad():
+            y_tissue = y
+            bias_t = calib.bias()
+            if bias_t is not None:
+                y_tissue = y_tissue / bias_t[:, None]
+            aff = calib.measurement_affine()
+            if aff is not None:
+                y_tissue = (y_tissue - aff[1]) / torch.exp(aff[0])
+        kept, logit_offset, selection = select_fibres(
+            {k: r.detach() for k, r in raw.items()}, logit_offset, at, y_tissue, float(sigma_hat),
+            min_fraction=cfg.min_fibre_fraction, relative_fraction=cfg.relative_fibre_fraction)
+        with torch.no_grad():
+            for k, r in raw.items():
+                r.copy_(kept[k])
+
     with torch.no_grad():
         loss, fid = objective()
-        params = constrain(raw["s0_raw"], raw["logits"], raw["dirs_raw"], raw["fin_raw"])
+        params = constrain(raw["s0_raw"], raw["logits"] + logit_offset, raw["dirs_raw"], raw["fin_raw"])
         bias = calib.bias()
         sigma = calib.sigma
         to_np = lambda t: t.detach().cpu().numpy().astype(np.float64)  # noqa: E731
@@ -218,7 +256,14 @@ def fit_patch(data: np.ndarray, acq: Acquisition, cfg: PrismConfig, *,
         info={"iterations": n_run, "final_loss": float(loss), "final_fidelity": float(fid),
               "loss_history": hist.tolist(), "seconds": seconds, "device": str(device),
               "voxels": v, "measurements": n, "sigma_hat": sigma_hat,
-              "voxel_iterations_per_s": v * n_run / max(seconds, 1e-9)},
+              "voxel_iterations_per_s": v * n_run / max(seconds, 1e-9),
+              "diffusivities": (estimate.to_dict() if estimate is not None
+                                else {"diffusivities": dict(cfg.to_dict()["diffusivities"]),
+                                      "sources": "given" if diffusivities is not None else "constants"}),
+              "single_shell": (("one non-zero shell: CSF, GM and restricted pools cannot be told "
+                                "apart; one isotropic pool is fitted (reported as csf), gm = "
+                                "restricted = 0") if single_shell else None),
+              "selection": selection},
     )
 
 

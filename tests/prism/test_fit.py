@@ -41,11 +41,13 @@ def test_same_seed_same_result_and_other_seed_differs(small_phantom):
 def test_predict_reproduces_fit_residual(small_phantom):
     """The fit's predicted signal is the forward model at the fitted parameters."""
     from prismflow.prism import predict
+    from prismflow.prism.config import Diffusivities
 
     ph = small_phantom.subset(slice(0, 20))
     fit = PrismModel(ph.acquisition, PrismConfig(n_iter=50)).fit(ph.signal, progress=False)
+    # the recorded config carries the diffusivities the fit estimated and used
     again = predict(ph.acquisition, s0=fit.s0, fractions=fit.fractions, directions=fit.directions,
-                    f_in=fit.f_in)
+                    f_in=fit.f_in, diffusivities=Diffusivities(**fit.config["diffusivities"]))
     np.testing.assert_allclose(again, fit.predicted, rtol=2e-4, atol=1e-3)
 
 
