@@ -56,6 +56,7 @@ class Context:
     baseline_specs: dict = field(default_factory=dict)
     tractograms: ty.Any = None
     connectomes: ty.Any = None
+    derivatives: ty.Any = None
 
 
 @action("mask")

@@ -11,18 +11,21 @@ from pydra.compose import workflow
 
 from prismflow.tasks.report import ParticipantReport
 
+from prismflow.tasks.sink import StageDerivatives
+
 from .actions import ACTIONS, Context, add_baselines
 from .recipes import validate_recipe
 
 OUTPUTS = ["mask", "prism_maps", "prism_peaks", "prism_info", "baseline_peaks",
-           "baseline_scanner_peaks", "baseline_info", "tractograms", "connectomes", "report"]
+           "baseline_scanner_peaks", "baseline_info", "tractograms", "connectomes", "derivatives", "report"]
 
 
 @workflow.define(outputs=OUTPUTS)
 def ParticipantWorkflow(dwi: File, bval: File, bvec: File, recipe: dict,
                         dseg: File | None = None, seed: int = 0, device: str = "auto",
                         n_threads: int = 1, slab_size: int | None = None,
-                        slab_overlap: int | None = None, mem_gb: float | None = None):
+                        slab_overlap: int | None = None, mem_gb: float | None = None,
+                        series: dict | None = None):
     """Run the recipe's steps on one DWI series.
 
     Outputs
@@ -34,6 +37,8 @@ def ParticipantWorkflow(dwi: File, bval: File, bvec: File, recipe: dict,
         method: peaks in the bvec frame (tracking), in the scanner frame (derivatives), settings.
     tractograms : list[File] or None — ``tracts_<source>.trk`` per tracked peaks source.
     connectomes : list[File] or None — ``connectome_<source>.csv`` when a parcellation exists.
+    derivatives : Directory — the outputs above under their BIDS names, with sidecars (the
+        sink; ``series`` gives the entities, sources and parcellation of the series).
     report : File — the report sections (``report_sections.json``) of this series.
     """
     rec = validate_recipe(recipe, source=recipe.get("name", "<recipe>"))
@@ -45,6 +50,12 @@ def ParticipantWorkflow(dwi: File, bval: File, bvec: File, recipe: dict,
     for step in rec.steps:
         ACTIONS[step.action](ctx, step.params)
     add_baselines(ctx)
+    ctx.derivatives = workflow.add(StageDerivatives(
+        series=series or {"entities": {"subject": "unknown"}}, seed=seed,
+        recipe={"steps": [{"action": s.action, **s.params} for s in rec.steps]}, dwi=dwi,
+        mask=ctx.mask, prism_maps=ctx.prism_maps, prism_info=ctx.prism_info,
+        baseline_peaks=ctx.baseline_scanner_peaks, baseline_info=ctx.baseline_info,
+        tractograms=ctx.tractograms, connectomes=ctx.connectomes), name="derivatives").derivatives
     report = workflow.add(ParticipantReport(
         dwi=ctx.dwi, bval=ctx.bval, bvec=ctx.bvec, mask=ctx.mask, seed=seed,
         recipe={"name": rec.name, "steps": [{"action": s.action, **s.params} for s in rec.steps]},

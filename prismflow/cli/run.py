@@ -1,7 +1,8 @@
 """``prismflow bids_dir output_dir participant|group``: the BIDS-app entry point.
 
 Parse → check the input and output folders → build the run's configuration → hand the
-workflow to :mod:`prismflow.engine` → copy the results to their BIDS derivative names.
+workflow to :mod:`prismflow.engine` → copy the tree that the workflow's sink laid out
+(:mod:`prismflow.tasks.sink`) into the output folder.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import datetime as _dt
 import json
 import logging
 import os
+import re
 import shlex
 import sys
 import time
@@ -74,100 +76,22 @@ def _say(args, line: str) -> None:
         print(line)
 
 
-def _base_entities(dwi) -> dict:
-    e = {k: v for k, v in dwi.entities.items()
-         if k in ("subject", "session", "acquisition", "run", "direction")}
-    e["space"] = "dwi"
-    e["datatype"] = "dwi"
-    return e
-
-
 def _bids_uri(path: str, bids_dir: Path) -> str:
+    """``bids:raw:<relative path>`` inside the dataset, else the file's name (never a local path)."""
     try:
-        return "bids:raw:" + str(Path(path).relative_to(bids_dir))
+        return "bids:raw:" + Path(path).resolve().relative_to(bids_dir.resolve()).as_posix()
     except ValueError:
-        return str(path)
+        return Path(path).name
 
 
-def _sink_participant(out, i: int, dwi, cfg: RunConfig, recipe, out_dir: Path) -> list[Path]:
-    """Copy the i-th series' workflow outputs to their BIDS names; write sidecars."""
-    from prismflow.io.derivatives import map_sidecar, write_derivative
-
-    bids_dir = Path(cfg.bids_dir)
-    base = _base_entities(dwi)
-    sources = [_bids_uri(dwi.dwi, bids_dir)]
-    written = []
-    ow = cfg.overwrite
-
-    def pick(name):  # the workflow is always split over series: outputs are per-series lists
-        return getattr(out, name)[i]
-
-    mask = pick("mask")
-    written.append(write_derivative(mask, out_dir, {**base, "desc": "brain", "suffix": "mask",
-                                                    "extension": ".nii.gz"},
-                                    {"Type": "Brain", "Sources": sources,
-                                     "SpatialReference": sources[0]}, overwrite=ow))
-    methods_with_peaks = []
-    maps_dir = pick("prism_maps")
-    if maps_dir is not None:
-        info = json.loads(Path(pick("prism_info")).read_text())
-        for f in sorted(Path(maps_dir).iterdir()):
-            if not f.name.endswith((".nii", ".nii.gz")):
-                continue
-            name = f.name.split(".nii")[0]
-            own = f.with_name(name + ".json")
-            extra = json.loads(own.read_text()) if own.is_file() else {}
-            extra.pop("Config", None)
-            if name == "peaks":
-                extra.update({"FitSeconds": info.get("seconds"), "PrismConfig": info["config"],
-                              "NumberOfSlabs": info.get("n_slabs")})
-            ext = ".nii.gz" if f.name.endswith(".gz") else ".nii"
-            written.append(write_derivative(
-                f, out_dir, {**base, "model": "prism", "param": name, "suffix": "dwimap",
-                             "extension": ext},
-                map_sidecar(name, "prism", seed=cfg.seed, sources=sources, extra=extra),
-                overwrite=ow))
-        methods_with_peaks.append("prism")
-    for peaks, info_file in zip(pick("baseline_scanner_peaks") or [], pick("baseline_info") or []):
-        info = json.loads(Path(info_file).read_text())
-        method = info["method"]
-        written.append(write_derivative(
-            peaks, out_dir, {**base, "model": method, "param": "peaks", "suffix": "dwimap",
-                             "extension": ".nii.gz"},
-            map_sidecar("peaks", method, seed=cfg.seed, sources=sources,
-                        extra={"FitSeconds": info.get("seconds"), "MethodInfo": info.get("info"),
-                               "MethodOptions": info.get("options")}), overwrite=ow))
-        methods_with_peaks.append(method)
-    track_steps = [s for s in recipe.steps if s.action == "tracking"]
-    tracked = [m for m in (track_steps[0].params["sources"] if track_steps else [])
-               if m in methods_with_peaks]
-    tracker = track_steps[0].params.get("tracker", "dipy") if track_steps else "dipy"
-    for method, trk in zip(tracked, pick("tractograms") or []):
-        from prismflow.tasks.tracking import streamline_count
-
-        n = streamline_count(trk)
-        ext = ".tck" if tracker == "mrtrix" else ".trk"
-        how = "MRtrix3 tckgen FACT" if tracker == "mrtrix" else "dipy EuDX"
-        written.append(write_derivative(
-            trk, out_dir, {**base, "model": method, "desc": "det", "suffix": "streamlines",
-                           "extension": ext},
-            {"Description": f"deterministic ({how}) streamlines on the {method} peaks",
-             "StreamlineCount": n, "Units": "mm (RAS world coordinates)",
-             "Tracking": track_steps[0].params, "Seed": cfg.seed, "Sources": sources,
-             "SoftwareName": "prismflow", "SoftwareVersion": __version__}, overwrite=ow))
-    for method, csv in zip(tracked, pick("connectomes") or []):
-        seg = "atlas"
-        if dwi.dseg:
-            from prismflow.reports.group import entities
-
-            seg = entities(Path(dwi.dseg).name).get("desc", "atlas")
-        written.append(write_derivative(
-            csv, out_dir, {**base, "model": method, "segmentation": seg, "suffix": "connectome",
-                           "extension": ".csv"},
-            {"Description": "streamline counts between parcels (first row/column: labels)",
-             "Units": "streamlines", "Parcellation": str(dwi.dseg), "Sources": sources},
-            overwrite=ow))
-    return written
+def _series(dwi, bids_dir: Path) -> dict:
+    """What the derivatives sink needs to name and describe one series' outputs."""
+    seg = re.search(r"_desc-([A-Za-z0-9]+)_", Path(dwi.dseg).name) if dwi.dseg else None
+    return {"entities": {k: v for k, v in dwi.entities.items()
+                         if k in ("subject", "session", "acquisition", "run", "direction")},
+            "sources": [_bids_uri(dwi.dwi, bids_dir)],
+            "parcellation": _bids_uri(dwi.dseg, bids_dir) if dwi.dseg else None,
+            "segmentation": seg.group(1) if seg else "atlas"}
 
 
 def _save_config(cfg: RunConfig, out_dir: Path, dwi, extra: dict) -> Path:
@@ -183,7 +107,7 @@ def _save_config(cfg: RunConfig, out_dir: Path, dwi, extra: dict) -> Path:
 def run_participant(args, cfg_kwargs: dict) -> int:
     from prismflow.engine import EngineConfig, run_task
     from prismflow.io.bids import check_series, collect_inputs, open_layout, run_validator
-    from prismflow.io.derivatives import init_derivatives
+    from prismflow.io.derivatives import init_derivatives, publish
 
     import_workflows()
     from prismflow.workflows.participant import ParticipantWorkflow
@@ -217,9 +141,9 @@ def run_participant(args, cfg_kwargs: dict) -> int:
         recipe=recipe_dict, seed=cfg.seed,
         device=cfg.device, n_threads=cfg.threads_per_task, slab_size=cfg.slab_size,
         slab_overlap=cfg.slab_overlap, mem_gb=cfg.mem_gb,
-    ).split(("dwi", "bval", "bvec", "dseg"), dwi=[d.dwi for d in inputs],
+    ).split(("dwi", "bval", "bvec", "dseg", "series"), dwi=[d.dwi for d in inputs],
             bval=[d.bval for d in inputs], bvec=[d.bvec for d in inputs],
-            dseg=[d.dseg for d in inputs])
+            dseg=[d.dseg for d in inputs], series=[_series(d, bids_dir) for d in inputs])
     from prismflow.cli.report_sink import write_reports
     from prismflow.engine import EngineError
     from prismflow.progress import WorkflowProgress
@@ -238,7 +162,7 @@ def run_participant(args, cfg_kwargs: dict) -> int:
     init_derivatives(out_dir, bids_dir)
     n = 0
     for i, dwi in enumerate(inputs):
-        n += len(_sink_participant(out, i, dwi, cfg, recipe, out_dir))
+        n += len(publish(out.derivatives[i], out_dir, overwrite=cfg.overwrite))
         _save_config(cfg, out_dir, dwi, {"inputs": asdict(dwi), "workflow_seconds": seconds})
     n += len(write_reports(out_dir, inputs, out, seconds=seconds, steps=progress.steps(),
                            **reports))

@@ -93,19 +93,20 @@ class PrismFit:
             "predicted": self.volume(self.predicted.astype(np.float32)),
         }
 
-    #: Descriptions and units for each map's JSON sidecar.
-    MAP_DESCRIPTIONS = {
-        "tissue_fractions": "volume fractions [csf, gm, restricted, wm] (frames), unitless",
-        "fibre_directions": "unit fibre directions, 3 frames per fibre, bvec frame, zero if absent",
-        "fibre_fractions": "fibre volume fractions, one frame per fibre, sorted descending",
-        "peaks": "MRtrix3-style peaks: direction x fraction in scanner coordinates, 3 frames per fibre",
-        "n_fibres": "number of fibres reported present",
-        "f_in": "intra-axonal (stick) fraction per fibre, unitless",
-        "s0": "fitted non-diffusion-weighted signal, data units",
-        "bias_field": "multiplicative bias field, unitless (1 = none)",
-        "residual_rms": "root-mean-square residual over measurements, data units",
-        "predicted": "predicted signal per measurement, data units",
-    }
+    def predict(self, acq, *, bias: bool = True) -> np.ndarray:
+        """(V, N) signal of the fitted tissue parameters at acquisition ``acq``, data units.
+
+        dipy's Model → Fit → predict: the forward model of the reported (merged, sorted)
+        parameters with the fit's diffusivities, times the bias field when ``bias``. The
+        per-measurement affine calibration belongs to the acquisition that was fitted, so it is
+        left out; for that acquisition, with calibration off, this is ``self.predicted``.
+        """
+        from .config import Diffusivities
+        from .model import predict
+
+        signal = predict(acq, s0=self.s0, fractions=self.fractions, directions=self.directions,
+                         f_in=self.f_in, diffusivities=Diffusivities(**self.config["diffusivities"]))
+        return signal * self.bias[:, None] if bias else signal
 
     def save(self, out_dir: str | Path, affine: np.ndarray, *,
              names: dict[str, str] | None = None, extra_sidecar: dict | None = None) -> dict[str, Path]:
@@ -114,6 +115,8 @@ class PrismFit:
         ``names`` maps a map key to a file name (default ``<key>.nii.gz``). Also writes
         ``calibration.json`` (per-measurement affine, σ per slab). Returns key → path.
         """
+        from ..io.derivatives import output_sidecar
+
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
         written = {}
@@ -122,7 +125,8 @@ class PrismFit:
         for key, data in self.maps(affine).items():
             fname = (names or {}).get(key, f"{key}.nii.gz")
             path = save_nifti_atomic(data, affine, out_dir / fname)
-            side = dict(base, Description=self.MAP_DESCRIPTIONS[key])
+            # description and unit from the derivatives table (one source for both CLIs)
+            side = dict(base, **output_sidecar(key, "prism"))
             save_json_atomic(side, out_dir / (fname.replace(".nii.gz", "").replace(".nii", "") + ".json"))
             written[key] = path
         calib = {"meas_log_scale": self.meas_scale, "meas_offset": self.meas_offset,
