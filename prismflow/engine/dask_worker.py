@@ -38,7 +38,10 @@ def _quiet_distributed() -> None:
 
 def _uncloudpickle_and_run(job_pkl: bytes, rerun: bool):
     """Run a cloudpickled pydra job on a dask worker and return its result."""
+    from .faults import arm
+
     job = cp.loads(job_pkl)
+    arm(job)
     return job.run(rerun=rerun)
 
 

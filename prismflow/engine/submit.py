@@ -25,7 +25,25 @@ WORKERS = {
 
 
 class EngineError(RuntimeError):
-    """A workflow failed while running; the message names the failing task and its log."""
+    """A workflow failed while running; the message names the failing task and its log.
+
+    ``failures``: the failed jobs read from the cache (:class:`~.failures.Failure`), first the
+    one named in the message. ``crash_reports``: text reports written for them by the caller
+    (:func:`prismflow.cli.crash.write_crash_reports`); the first one is named in the message.
+    """
+
+    def __init__(self, message: str, failures=None):
+        super().__init__(message)
+        self.message = message
+        self.failures = list(failures or [])
+        self.crash_reports: list[Path] = []
+
+    def __str__(self) -> str:
+        if self.crash_reports:
+            more = len(self.crash_reports) - 1
+            return (f"{self.message}; crash report: {self.crash_reports[0]}"
+                    + (f" (and {more} more in the same log folders)" if more else ""))
+        return self.message
 
 
 @dataclass(frozen=True)
@@ -58,9 +76,11 @@ class EngineConfig:
 
 
 def _make_submitter(cfg: EngineConfig) -> Submitter:
+    from .workers import CfWorker, DebugWorker
+
     cache_root = Path(cfg.cache_root)
     if cfg.worker == "cf":
-        return Submitter(cache_root=cache_root, worker="cf", n_procs=cfg.n_procs)
+        return Submitter(cache_root=cache_root, worker=CfWorker, n_procs=cfg.n_procs)
     if cfg.worker == "dask":
         from .dask_worker import DaskWorker
 
@@ -68,7 +88,7 @@ def _make_submitter(cfg: EngineConfig) -> Submitter:
                          address=cfg.dask_address, n_procs=cfg.n_procs)
     if cfg.worker == "slurm":
         return Submitter(cache_root=cache_root, worker="slurm", sbatch_args=cfg.sbatch_args)
-    return Submitter(cache_root=cache_root, worker="debug")
+    return Submitter(cache_root=cache_root, worker=DebugWorker)
 
 
 _ERROR_LINE = re.compile(r"^\s*(?:[\w.]+\.)?(\w*(?:Error|Exception)): (.+)$")
@@ -86,30 +106,53 @@ def _first_error_line(exc: BaseException) -> str:
     return text.splitlines()[0]
 
 
+def _engine_error(cfg: EngineConfig, since: float, fallback: str) -> EngineError:
+    """An :class:`EngineError` naming the first failed task found in the cache."""
+    from .failures import collect_failures
+
+    try:
+        failures = collect_failures(cfg.cache_root, since)
+    except Exception as err:  # never hide the run's own error behind a reporting error
+        logger.warning("could not read the failed jobs from %s: %s", cfg.cache_root, err)
+        failures = []
+    if not failures:
+        return EngineError(fallback)
+    first = failures[0]
+    what = f" ({first.what})" if first.what else ""
+    more = f" [{len(failures) - 1} more task(s) failed]" if len(failures) > 1 else ""
+    return EngineError(f"{first.label}{what} failed: {first.error_line}{more}", failures)
+
+
 def run_task(task, cfg: EngineConfig, *, rerun: bool = False, progress=None):
     """Run ``task`` (a pydra task or workflow, possibly split) and return its outputs.
 
     ``progress``: an optional :class:`prismflow.progress.WorkflowProgress` that watches the
     submitter (tasks started and finished) for the live display and the step timings.
 
+    The cache is leased for the run (:func:`~.cache.lease_cache`): what a failed or killed
+    earlier run left in it is removed first, so a rerun resumes from the finished jobs.
+
     Raises
     ------
     EngineError
-        When any job fails; the message carries the first error line and the crash file.
+        When any job fails; the message names the failed task (node, what it does) and its
+        first error line; ``.failures`` holds every failed job read from the cache.
     """
+    from .cache import lease_cache
+
     start = time.perf_counter()
     logger.info("running %s with the %s worker (cache %s)", type(task).__name__,
                 cfg.worker, cfg.cache_root)
-    with _make_submitter(cfg) as sub:
-        if progress is not None:
-            progress.attach(sub)
+    with lease_cache(cfg.cache_root):
+        began = time.time() - 1.0  # error files of this run are newer (1 s: file-time rounding)
         try:
-            result = sub(task, raise_errors=True, rerun=rerun)
+            with _make_submitter(cfg) as sub:
+                if progress is not None:
+                    progress.attach(sub)
+                result = sub(task, raise_errors=True, rerun=rerun)
         except Exception as err:  # pydra re-raises the task's error with notes attached
-            notes = [n for n in getattr(err, "__notes__", []) if "crash report" in n]
-            msg = _first_error_line(err)
-            raise EngineError(msg + (f" ({notes[-1].strip()})" if notes else "")) from err
-    if result.errored:
-        raise EngineError(f"{type(task).__name__} failed; see {result.cache_dir}/_error.pklz")
+            raise _engine_error(cfg, began, _first_error_line(err)) from err
+        if result.errored:  # a failure pydra did not raise: its error file may not exist
+            raise _engine_error(cfg, began, f"{type(task).__name__} failed")
     logger.info("%s finished in %.1f s", type(task).__name__, time.perf_counter() - start)
     return result.outputs

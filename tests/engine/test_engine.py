@@ -14,6 +14,7 @@ from prismflow.io import InputError
 
 @python.define
 def Fails(x: int) -> int:
+    """Check the gradient table of one series."""
     if x == 2:
         raise InputError("sub-02_dwi.nii.gz has 64 volumes but dwi.bval lists 65 b-values")
     return x
@@ -46,7 +47,13 @@ def test_failure_is_reported_as_one_line(tmp_path, worker):
         run_task(wf, EngineConfig(worker=worker, cache_root=str(tmp_path), n_procs=2))
     msg = str(info.value)
     assert "\n" not in msg
-    assert msg.startswith("InputError: sub-02_dwi.nii.gz has 64 volumes")
+    # named by what it does, with the innermost error line (not pydra's "'Split' job")
+    assert msg.startswith("Fails (Check the gradient table of one series) failed: "
+                          "InputError: sub-02_dwi.nii.gz has 64 volumes"), msg
+    assert "Split" not in msg
+    (failure,) = info.value.failures
+    assert failure.inputs == {"x": 2} and failure.task == "Fails"
+    assert "Traceback" in failure.traceback and (failure.cache_dir / "_error.pklz").is_file()
 
 
 def test_cache_makes_rerun_instant(tmp_path):
