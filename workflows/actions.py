@@ -114,7 +114,7 @@ def add_baselines(ctx: Context) -> None:
     methods = list(ctx.baseline_specs)
     node = workflow.add(
         tb.FitBaseline(dwi=ctx.dwi, bval=ctx.bval, bvec=ctx.bvec, mask=ctx.mask,
-                       n_threads=ctx.n_threads)
+                       n_threads=ctx.n_threads, seed=ctx.seed)
         .split(("method", "options"), method=methods,
                options=[ctx.baseline_specs[m] for m in methods])
         .combine(["method", "options"]),

@@ -174,6 +174,9 @@ def validate_recipe(data: dict, source: str = "<recipe>") -> Recipe:
                                  "settings; pass them on the command line (--seed, --device)")
             seen_sources.add("prism")
         if action == "baseline":
+            if "seed" in params["options"]:
+                raise InputError(f"{where} (baseline): the seed is a run setting; pass --seed "
+                                 "(it reaches every method that draws random numbers)")
             seen_sources.add(params["method"])
         if action == "tracking":
             missing = [s for s in params["sources"] if s not in seen_sources]

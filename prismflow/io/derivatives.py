@@ -216,12 +216,15 @@ def output_sidecar(key: str, method: str | None = None, **extra) -> dict:
     return side
 
 
-def map_sidecar(param: str, method: str, *, seed: int, sources: list[str], extra=None) -> dict:
+def map_sidecar(param: str, method: str, *, seed: int | None, sources: list[str],
+                extra=None) -> dict:
     """A JSON sidecar for map ``param`` (a key of :data:`OUTPUTS`): description, units, method,
-    version, seed, sources."""
+    version, seed (only when the method used one: ``None`` leaves it out), sources."""
     side = output_sidecar(param, method, **(extra or {}))
-    side.update({"Parameter": OUTPUTS[param].entities.get("param", param), "Seed": seed,
+    side.update({"Parameter": OUTPUTS[param].entities.get("param", param),
                  "SoftwareName": "prismflow", "SoftwareVersion": __version__, "Sources": sources})
+    if seed is not None:
+        side["Seed"] = seed
     return side
 
 
@@ -299,13 +302,13 @@ def stage_participant(dest: Path, *, series: dict, seed: int, recipe: dict, dwi=
             if key == "peaks":
                 extra.update(PrismConfig=info.get("config"), Plan=info.get("plan"))
             put(f, key, {"model": "prism", "extension": ext(f)},
-                map_sidecar(key, "prism", seed=seed, sources=sources, extra=extra))
+                map_sidecar(key, "prism", seed=info.get("seed", seed), sources=sources, extra=extra))
         methods.append("prism")
     for peaks, info_file in zip(baseline_peaks or [], baseline_info or []):
         info = json.loads(Path(info_file).read_text())
         method = info["method"]
         put(peaks, "peaks", {"model": method, "extension": ext(peaks)},
-            map_sidecar("peaks", method, seed=info.get("seed", seed), sources=sources, extra={
+            map_sidecar("peaks", method, seed=info.get("seed"), sources=sources, extra={
                 "FitSeconds": info.get("seconds"), "MethodInfo": info.get("info"),
                 "MethodOptions": info.get("options")}))
         methods.append(method)
@@ -330,7 +333,7 @@ def stage_participant(dest: Path, *, series: dict, seed: int, recipe: dict, dwi=
         put(csv, "connectome", {"model": method, "segmentation": series.get("segmentation")
                                 or "atlas", "extension": ".csv"},
             output_sidecar("connectome", method, Parcellation=series.get("parcellation"),
-                           **common))
+                           **{k: v for k, v in common.items() if k != "Seed"}))
     return staged
 
 

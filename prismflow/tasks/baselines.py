@@ -15,6 +15,18 @@ from ._common import limit_threads, load_mask, load_series, save_peaks
 logger = logging.getLogger(__name__)
 
 
+def seeded_options(method: str, options: dict, seed: int) -> tuple[dict, int | None]:
+    """``options`` with the run's ``seed`` added when ``method`` draws random numbers (its
+    constructor takes a ``seed``), and the seed it will use (None: the method is not random)."""
+    import inspect
+
+    from prismflow.baselines import method_class
+
+    if "seed" not in inspect.signature(method_class(method).__init__).parameters:
+        return dict(options), None
+    return {**options, "seed": int(seed)}, int(seed)
+
+
 def fit_baseline_peaks(data, acq, mask, method: str, options: dict):
     """Peaks of ``method`` as volumes: directions (X, Y, Z, K, 3), amplitudes (X, Y, Z, K),
     and the :class:`~prismflow.baselines.PeakResult` (for its timing and info)."""
@@ -31,19 +43,23 @@ def fit_baseline_peaks(data, acq, mask, method: str, options: dict):
 
 @python_task(outputs=["peaks", "peaks_scanner", "info"])
 def FitBaseline(dwi: File, bval: File, bvec: File, mask: File, method: str,
-                options: dict | None = None, n_threads: int = 1) -> tuple[File, File, File]:
+                options: dict | None = None, n_threads: int = 1,
+                seed: int = 0) -> tuple[File, File, File]:
     """Fit baseline ``method``; write ``peaks_<method>.nii.gz`` (bvec frame, for tracking),
     ``scanner_peaks_<method>.nii.gz`` (scanner frame, as MRtrix3 and PRISM's derivatives) and
-    ``info.json``."""
+    ``info.json`` (with ``seed`` when the method used one)."""
     from prismflow.prism.fixels import bvec_frame_to_world
 
     limit_threads(n_threads)
     data, acq, affine = load_series(dwi, bval, bvec)
-    dirs, amps, res = fit_baseline_peaks(data, acq, load_mask(mask), method, dict(options or {}))
+    opts, used_seed = seeded_options(method, dict(options or {}), seed)
+    dirs, amps, res = fit_baseline_peaks(data, acq, load_mask(mask), method, opts)
     peaks = save_peaks(dirs, amps, affine, f"peaks_{method}.nii.gz")
     scanner = save_peaks(bvec_frame_to_world(dirs, affine), amps, affine,
                          f"scanner_peaks_{method}.nii.gz")
     info = Path("info.json").absolute()
-    info.write_text(json.dumps({"method": method, "options": options or {},
-                                "seconds": res.seconds, "info": res.info}, indent=2, default=str))
+    record = {"method": method, "options": options or {}, "seconds": res.seconds, "info": res.info}
+    if used_seed is not None:
+        record["seed"] = used_seed
+    info.write_text(json.dumps(record, indent=2, default=str))
     return peaks, scanner, info
