@@ -124,8 +124,8 @@ def mosaic(volume: np.ndarray | None, mask: np.ndarray, zooms, *, axis: int = 2,
             im = ax.imshow(data, origin="lower", aspect=asp, cmap=cm, vmin=vmin, vmax=vmax,
                            interpolation="nearest")
         if overlay is not None:
-            ax.contour(canvas(overlay.astype(np.float32), 0.0), levels=[0.5], colors="red",
-                       linewidths=1.0)
+            ax.contour(canvas(overlay.astype(np.float32), 0.0), levels=[0.5], colors="#ff2a2a",
+                       linewidths=1.6)
         ax.set_xticks([])
         ax.set_yticks([])
         for spine in ax.spines.values():
