@@ -64,6 +64,12 @@ def first_error_line(text: str) -> str:
     return lines[-1].strip() if lines else "unknown error"
 
 
+def plain(text: str) -> str:
+    """Docstring text without reST markup (``:func:`x``` → ``x``, double backticks → none)."""
+    text = re.sub(r":\w+:`~?([^`]*)`", r"\1", text)
+    return text.replace("``", "")
+
+
 def _load(path: Path):
     with open(path, "rb") as fh:
         return cp.load(fh)
@@ -145,7 +151,7 @@ def _failure(job_dir: Path, sources: _Sources) -> Failure | None:
     doc = (type(task).__doc__ or "").strip().splitlines() if task is not None else []
     inputs = _task_inputs(task) if task is not None else {}
     return Failure(node=node, index=index, task=type(task).__name__ if task else "?",
-                   what=doc[0].rstrip(".") if doc else "", inputs=inputs, traceback=text,
+                   what=plain(doc[0]).rstrip(".") if doc else "", inputs=inputs, traceback=text,
                    time=str(err.get("time of crash", "")), cache_dir=job_dir,
                    source_files=sources.of_inputs(inputs),
                    workflow=job_dir.name.startswith("workflow-"))
