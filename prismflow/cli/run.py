@@ -155,6 +155,9 @@ def run_participant(args, cfg_kwargs: dict) -> int:
         with progress:
             out = run_task(wf, engine, progress=progress)
     except EngineError as err:  # still write sub-<label>.html: it shows the crash reports
+        from prismflow.cli.crash import write_crash_reports
+
+        write_crash_reports(err, out_dir, work, cfg.run_id, cfg.command)
         write_reports(out_dir, inputs, None, seconds=time.perf_counter() - start,
                       steps=progress.steps(), error=str(err), **reports)
         raise
@@ -205,7 +208,15 @@ def run_group(args, cfg_kwargs: dict) -> int:
     engine = EngineConfig(worker=args.worker, cache_root=str(work / "pydra"),
                           n_procs=args.nprocs, dask_address=args.dask_address,
                           sbatch_args=args.sbatch_args)
-    out = run_task(GroupWorkflow(subject_files=list(groups.values())), engine)
+    from prismflow.engine import EngineError
+
+    try:
+        out = run_task(GroupWorkflow(subject_files=list(groups.values())), engine)
+    except EngineError as err:
+        from prismflow.cli.crash import write_crash_reports
+
+        write_crash_reports(err, out_dir, work, cfg_kwargs["run_id"], cfg_kwargs["command"])
+        raise
     dest = out_dir / "group"
     dest.mkdir(exist_ok=True)
     shutil.copyfile(out.table, dest / "prismflow_metrics.tsv")
