@@ -28,6 +28,11 @@ from .model import AcquisitionTensors, constrain, tissue_signal
 
 #: Parameters one fibre adds to a voxel's model (direction: 2, fraction: 1, f_in: 1).
 PARAMS_PER_FIBRE = 4
+def penalty(n_meas: int) -> float:
+    """The criterion's price of one fibre, in units of σ²: p · ln N (BIC)."""
+    return PARAMS_PER_FIBRE * math.log(n_meas)
+
+
 #: Logit that pins a removed fibre's fraction to ≈ e^(−30) of the others'.
 OFF_LOGIT = -30.0
 
@@ -73,12 +78,12 @@ def select_fibres(raw: dict, offset: torch.Tensor, at: AcquisitionTensors, y: to
     """
     v, n = y.shape
     k = raw["dirs_raw"].shape[1]
-    record = {"rule": f"BIC: keep a fibre if dSSE/sigma^2 > {PARAMS_PER_FIBRE} ln N "
-                      f"= {PARAMS_PER_FIBRE * math.log(n):.1f} (sigma = {sigma:.4g} of b0)",
+    record = {"rule": f"keep a fibre if dSSE/sigma^2 > {penalty(n):.1f} "
+                      f"(sigma = {sigma:.4g} of b0, N = {n})",
               "tested": [], "removed": []}
     if k < 2 or v == 0 or not (sigma > 0):
         return raw, offset, record
-    threshold = PARAMS_PER_FIBRE * math.log(n) * sigma ** 2
+    threshold = penalty(n) * sigma ** 2
     consts = FusedConstants(at)
     raw = {key: val.detach().clone() for key, val in raw.items()}
     offset = offset.clone()
