@@ -83,6 +83,9 @@ class PrismConfig:
         ``fibre_selection="evidence"``, when the data support it; see ``prism/selection.py``).
     estimate_diffusivities : estimate D∥, D⊥ (and CSF/GM where the data allow) from the data
         once per volume before the fit (``prism/response.py``); False uses ``diffusivities``.
+    diffusivity_source : where ``diffusivities`` came from; set by the estimate (a one-line
+        summary). Non-empty means "already estimated for this volume": slab fits use the
+        values as they are instead of estimating again.
     fibre_selection : ``"evidence"`` (default) keeps a fibre only when removing it raises the
         residual by more than the information criterion allows (per voxel, estimated σ);
         ``"threshold"`` uses the fraction thresholds alone.
@@ -101,6 +104,7 @@ class PrismConfig:
     relative_fibre_fraction: float = 0.15
     fast_kernel: bool = True
     estimate_diffusivities: bool = True
+    diffusivity_source: str = ""
     fibre_selection: str = "evidence"
     diffusivities: Diffusivities = field(default_factory=Diffusivities)
     priors: PriorWeights = field(default_factory=PriorWeights)

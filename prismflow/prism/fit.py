@@ -145,14 +145,15 @@ def fit_patch(data: np.ndarray, acq: Acquisition, cfg: PrismConfig, *,
 
     y_np, b0 = b0_normalise(data, acq)
     y = torch.as_tensor(y_np, dtype=dtype, device=device)
-    if diffusivities is None and cfg.estimate_diffusivities:
+    if diffusivities is None and cfg.estimate_diffusivities and not cfg.diffusivity_source:
         diffusivities = estimate_diffusivities(data, acq, defaults=cfg.diffusivities, seed=cfg.seed)
     estimate = diffusivities if isinstance(diffusivities, DiffusivityEstimate) else None
     if diffusivities is not None:
         # the config that is recorded (and that predict() of the outputs uses) carries the
-        # values actually fitted with
+        # values actually fitted with, and where they came from
         d_used = estimate.diffusivities if estimate is not None else diffusivities
-        cfg = cfg.replace(diffusivities=d_used)
+        cfg = cfg.replace(diffusivities=d_used,
+                          diffusivity_source=estimate.summary() if estimate is not None else "given")
     at = AcquisitionTensors(acq, cfg.diffusivities, device=device, dtype=dtype)
     # one non-zero shell: csf, gm and restricted are each a constant at that b-value, so only
     # one isotropic pool is identifiable; gm and restricted are switched off (reported as 0)
@@ -259,7 +260,7 @@ def fit_patch(data: np.ndarray, acq: Acquisition, cfg: PrismConfig, *,
               "voxel_iterations_per_s": v * n_run / max(seconds, 1e-9),
               "diffusivities": (estimate.to_dict() if estimate is not None
                                 else {"diffusivities": dict(cfg.to_dict()["diffusivities"]),
-                                      "sources": "given" if diffusivities is not None else "constants"}),
+                                      "sources": cfg.diffusivity_source or "constants"}),
               "single_shell": (("one non-zero shell: CSF, GM and restricted pools cannot be told "
                                 "apart; one isotropic pool is fitted (reported as csf), gm = "
                                 "restricted = 0") if single_shell else None),

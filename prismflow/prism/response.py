@@ -55,6 +55,11 @@ class DiffusivityEstimate:
     f_in: float = float("nan")
     residual_rms: float = float("nan")
 
+    def summary(self) -> str:
+        """One line: each value with its source (recorded in the config of the fit)."""
+        d = asdict(self.diffusivities)
+        return "; ".join(f"{k} {d[k]:.4g} mm2/s: {self.sources.get(k, '?')}" for k in d)
+
     def to_dict(self) -> dict:
         """JSON-serialisable record for sidecars."""
         return {"diffusivities": asdict(self.diffusivities), "sources": dict(self.sources),

@@ -31,6 +31,7 @@ from ..io.errors import InputError
 from ..io.gradients import Acquisition
 from .config import PrismConfig, VolumeConfig
 from .fit import estimate_noise_sigma, resolve_device
+from .response import estimate_diffusivities
 from .memory import (WORKER_OVERHEAD_GIB, bytes_per_voxel, default_budget_gib, peak_rss_gib,
                      slab_size_for_memory, stitch_gib)
 from .parallel import SlabJob, fit_job, plan_workers, run_jobs
@@ -170,6 +171,11 @@ def plan_volume(dwi, acq: Acquisition, mask: np.ndarray | None, config: PrismCon
     device = resolve_device(config.device)
     cfg = config.replace(device=device_name(device))
     # model settings every slab uses are fixed here, once per volume, and travel in the plan
+    if cfg.estimate_diffusivities and not cfg.diffusivity_source:
+        est = estimate_diffusivities(masked_sample(dwi, mask), acq, defaults=cfg.diffusivities,
+                                     seed=cfg.seed)
+        cfg = cfg.replace(diffusivities=est.diffusivities, diffusivity_source=est.summary())
+        log.info("diffusivities for the whole volume: %s", est.summary())
     budget = float(volume.mem_gb) if volume.mem_gb is not None else default_budget_gib(device)
     n_meas, k, n_vox = len(acq), cfg.n_fibres, int(mask.sum())
     n_slices = mask.shape[axis]
