@@ -123,27 +123,19 @@ def _csd_estimate_fod():
 
 
 def scanner_to_bvec(dirs: np.ndarray, affine: np.ndarray = TEMP_AFFINE) -> np.ndarray:
-    """Map MRtrix3 scanner-space directions (..., 3) to the FSL bvec frame of an image.
+    """MRtrix3 scanner-space directions (..., 3) to the FSL bvec frame of an image
+    (:func:`prismflow.io.peaks.scanner_to_bvec`)."""
+    from ..io.peaks import scanner_to_bvec as convert
 
-    Inverse of MRtrix3's import of FSL bvecs: rotate into image axes (the affine's rotation,
-    voxel sizes removed) and negate x when the affine's determinant is positive.
-    """
-    lin = np.asarray(affine, dtype=np.float64)[:3, :3]
-    rot = lin / np.linalg.norm(lin, axis=0, keepdims=True)
-    out = dirs @ rot  # row vectors: rot.T @ d
-    if np.linalg.det(lin) > 0:
-        out = out * np.array([-1.0, 1.0, 1.0])
-    return out
+    return convert(dirs, affine)
 
 
 def bvec_to_scanner(dirs: np.ndarray, affine: np.ndarray = TEMP_AFFINE) -> np.ndarray:
-    """FSL bvec-frame directions (..., 3) to MRtrix3 scanner space (inverse of the above)."""
-    lin = np.asarray(affine, dtype=np.float64)[:3, :3]
-    rot = lin / np.linalg.norm(lin, axis=0, keepdims=True)
-    d = np.asarray(dirs, dtype=np.float64)
-    if np.linalg.det(lin) > 0:
-        d = d * np.array([-1.0, 1.0, 1.0])
-    return d @ rot.T
+    """FSL bvec-frame directions (..., 3) to MRtrix3 scanner space
+    (:func:`prismflow.io.peaks.bvec_to_scanner`)."""
+    from ..io.peaks import bvec_to_scanner as convert
+
+    return convert(dirs, affine)
 
 
 def write_response(path: Path, rows: np.ndarray) -> None:

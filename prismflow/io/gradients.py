@@ -128,3 +128,17 @@ def write_bval_bvec(acq: Acquisition, bval_path: str | Path, bvec_path: str | Pa
     """
     np.savetxt(bval_path, acq.bvals[None, :], fmt="%.17g")
     np.savetxt(bvec_path, acq.bvecs.T, fmt="%.17g")
+
+
+def fibonacci_hemisphere(n: int) -> np.ndarray:
+    """(n, 3) well-spread unit vectors on the z ≥ 0 hemisphere (golden-angle spiral).
+
+    Deterministic: point i sits at height z = 1 − (i + ½)/n and turns by the golden angle
+    π(3 − √5) from the previous one, so the points cover equal areas. The one direction set of
+    prismflow's synthetic schemes and of the warm start's deconvolution sphere.
+    """
+    i = np.arange(n) + 0.5
+    z = 1.0 - i / n
+    phi = np.pi * (3.0 - np.sqrt(5.0)) * i
+    rho = np.sqrt(1.0 - z * z)
+    return np.stack([rho * np.cos(phi), rho * np.sin(phi), z], axis=1)

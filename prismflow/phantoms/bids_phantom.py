@@ -18,6 +18,8 @@ import numpy as np
 
 from prismflow.io import Acquisition
 
+from .schemes import multishell_acquisition
+
 logger = logging.getLogger(__name__)
 
 #: Stick-and-tensor diffusivities (mm²/s) and relative S0 of each tissue.
@@ -28,30 +30,6 @@ S0 = {"wm": 1000.0, "gm": 1100.0, "csf": 2000.0}
 
 #: Labels of the parcellation (``dseg``).
 LABELS = {1: "bundleA_left", 2: "bundleA_right", 3: "bundleB_front", 4: "bundleB_back"}
-
-
-def hemisphere_directions(n: int) -> np.ndarray:
-    """(n, 3) unit vectors spread over the upper hemisphere (Fibonacci spiral)."""
-    i = np.arange(n) + 0.5
-    z = 1.0 - i / n                       # z in (0, 1]
-    r = np.sqrt(1.0 - z ** 2)
-    phi = np.pi * (1 + 5 ** 0.5) * i
-    return np.stack([r * np.cos(phi), r * np.sin(phi), z], axis=1)
-
-
-def multishell_acquisition(shells=(1000.0, 2000.0), n_per_shell: int = 30,
-                           n_b0: int = 3) -> Acquisition:
-    """An acquisition with ``n_b0`` b=0 volumes then ``n_per_shell`` directions per shell."""
-    dirs = hemisphere_directions(n_per_shell)
-    bvals = [0.0] * n_b0
-    bvecs = [np.zeros(3)] * n_b0
-    for k, b in enumerate(shells):
-        # rotate each shell's spiral a little so shells do not share directions
-        ang = 0.7 * (k + 1)
-        rot = np.array([[np.cos(ang), -np.sin(ang), 0], [np.sin(ang), np.cos(ang), 0], [0, 0, 1]])
-        bvals += [float(b)] * n_per_shell
-        bvecs += list(dirs @ rot.T)
-    return Acquisition(np.array(bvals), np.array(bvecs))
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..io.gradients import Acquisition
+from .schemes import hcp_like_scheme
 
 #: HCP (WU-Minn) diffusion grid and the PRISM paper's brain-mask voxel count.
 HCP_SHAPE = (145, 174, 145)
@@ -84,38 +85,6 @@ class BrainPhantom:
 
         return ResponseTruth(wm_evals=self.evals, gm_diffusivity=self.gm_diffusivity,
                              csf_diffusivity=self.csf_diffusivity, s0=self.s0)
-
-
-def fibonacci_hemisphere(n: int) -> np.ndarray:
-    """(n, 3) well-spread unit vectors on the z ≥ 0 hemisphere (golden-angle spiral)."""
-    i = np.arange(n) + 0.5
-    z = 1.0 - i / n
-    phi = np.pi * (3.0 - np.sqrt(5.0)) * i
-    rho = np.sqrt(1.0 - z * z)
-    return np.stack([rho * np.cos(phi), rho * np.sin(phi), z], axis=1)
-
-
-def hcp_like_scheme(n_b0: int = 18, n_per_shell: int = 90,
-                    shells=(1000.0, 2000.0, 3000.0)) -> Acquisition:
-    """18 b=0 + 90 directions per shell at b = 1000/2000/3000 s/mm² (HCP-like, 288 volumes).
-
-    The shells take interleaved subsets of one golden-spiral set of 90·3 directions, so each
-    shell is well spread on its own and the shells do not share directions (as in HCP). The b=0
-    volumes are spread through the series (every 16th volume), also as in HCP.
-    """
-    n_dw = n_per_shell * len(shells)
-    dirs = fibonacci_hemisphere(n_dw)
-    bvals_dw = np.empty(n_dw)
-    for i, b in enumerate(shells):
-        bvals_dw[i::len(shells)] = b
-    n = n_dw + n_b0
-    is_b0 = np.zeros(n, dtype=bool)
-    is_b0[np.linspace(0, n - 1, n_b0).round().astype(int)] = True
-    bvals = np.zeros(n)
-    bvecs = np.zeros((n, 3))
-    bvals[~is_b0] = bvals_dw
-    bvecs[~is_b0] = dirs
-    return Acquisition(bvals, bvecs)
 
 
 def _unit(v: np.ndarray) -> np.ndarray:

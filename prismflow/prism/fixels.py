@@ -66,14 +66,8 @@ def peaks_array(directions: np.ndarray, fibre_fractions: np.ndarray,
 
 
 def bvec_frame_to_world(directions: np.ndarray, affine: np.ndarray) -> np.ndarray:
-    """Map directions from the FSL bvec frame to scanner (world) coordinates, as MRtrix3 stores peaks.
+    """Map (..., 3) directions from the FSL bvec frame to scanner (world) coordinates, as MRtrix3
+    stores peaks (:func:`prismflow.io.peaks.bvec_to_scanner`, the one implementation)."""
+    from ..io.peaks import bvec_to_scanner
 
-    FSL bvecs are in image-axis coordinates with x flipped when the affine's determinant is
-    positive; world = R · d with R the affine's rotation (columns normalised). (..., 3) → (..., 3).
-    """
-    lin = np.asarray(affine, dtype=np.float64)[:3, :3]
-    rot = lin / np.linalg.norm(lin, axis=0, keepdims=True)
-    d = np.array(directions, dtype=np.float64, copy=True)
-    if np.linalg.det(lin) > 0:
-        d[..., 0] *= -1
-    return d @ rot.T
+    return bvec_to_scanner(directions, affine)

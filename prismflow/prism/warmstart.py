@@ -18,7 +18,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from ..io.gradients import Acquisition
+from ..io.gradients import Acquisition, fibonacci_hemisphere
 from .config import PrismConfig
 
 METHODS = ("sd",)
@@ -27,11 +27,7 @@ METHODS = ("sd",)
 @lru_cache(maxsize=4)
 def _sphere(n: int = 1000) -> tuple[np.ndarray, np.ndarray]:
     """(P, 3) hemisphere directions and (P, 8) indices of each one's nearest neighbours."""
-    i = np.arange(n) + 0.5
-    z = 1.0 - i / n
-    phi = np.pi * (3.0 - np.sqrt(5.0)) * i
-    rho = np.sqrt(1.0 - z * z)
-    u = np.stack([rho * np.cos(phi), rho * np.sin(phi), z], axis=1)
+    u = fibonacci_hemisphere(n)
     cos = np.abs(u @ u.T)
     np.fill_diagonal(cos, -1.0)
     nbr = np.argsort(-cos, axis=1)[:, :8]

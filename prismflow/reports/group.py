@@ -40,11 +40,10 @@ def _load(path):
 
 
 def _peaks(path):
-    data = np.nan_to_num(_load(path))
-    X, Y, Z, C = data.shape
-    vec = data.reshape(X, Y, Z, C // 3, 3)
-    amp = np.linalg.norm(vec, axis=-1)
-    return vec, amp
+    from prismflow.io.peaks import peak_vectors
+
+    vec = peak_vectors(_load(path))
+    return vec, np.linalg.norm(vec, axis=-1)
 
 
 def subject_metrics(files: list[str | Path]) -> list[dict]:

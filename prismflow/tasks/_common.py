@@ -1,14 +1,17 @@
-"""Helpers shared by the task modules: loading the series, threads, peaks files."""
+"""Helpers shared by the task modules: loading the series, threads (the peaks codec is
+:mod:`prismflow.io.peaks`, re-exported here for the task modules)."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
-import nibabel as nib
 import numpy as np
 
-from prismflow.io import Acquisition, load_image, read_bval_bvec, save_nifti_atomic
+from prismflow.io import Acquisition, load_image, read_bval_bvec
+from prismflow.io.peaks import load_peaks, save_peaks
+
+__all__ = ["limit_threads", "load_series", "load_mask", "load_peaks", "save_peaks"]
 
 
 def limit_threads(n: int) -> None:
@@ -33,25 +36,3 @@ def load_series(dwi, bval, bvec) -> tuple[np.ndarray, Acquisition, np.ndarray]:
 def load_mask(mask) -> np.ndarray:
     """(X, Y, Z) bool."""
     return np.asarray(load_image(mask, ndim=3).dataobj) > 0
-
-
-def save_peaks(directions: np.ndarray, amplitudes: np.ndarray, affine, path) -> Path:
-    """Write peaks as one (X, Y, Z, 3K) NIfTI (MRtrix ``sh2peaks`` layout: vector length =
-    amplitude), directions in the voxel (bvec) frame."""
-    d = np.asarray(directions, np.float32) * np.asarray(amplitudes, np.float32)[..., None]
-    X, Y, Z, K, _ = d.shape
-    return save_nifti_atomic(d.reshape(X, Y, Z, 3 * K), affine, Path(path).absolute())
-
-
-def load_peaks(path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Inverse of :func:`save_peaks`.
-
-    Returns directions (X, Y, Z, K, 3), amplitudes (X, Y, Z, K) and the affine.
-    """
-    img = nib.load(str(path))
-    data = np.nan_to_num(np.asarray(img.dataobj, np.float64))
-    X, Y, Z, C = data.shape
-    vec = data.reshape(X, Y, Z, C // 3, 3)
-    amp = np.linalg.norm(vec, axis=-1)
-    dirs = np.divide(vec, amp[..., None], out=np.zeros_like(vec), where=amp[..., None] > 0)
-    return dirs, amp, img.affine

@@ -48,14 +48,14 @@ def FitBaseline(dwi: File, bval: File, bvec: File, mask: File, method: str,
     """Fit baseline ``method``; write ``peaks_<method>.nii.gz`` (bvec frame, for tracking),
     ``scanner_peaks_<method>.nii.gz`` (scanner frame, as MRtrix3 and PRISM's derivatives) and
     ``info.json`` (with ``seed`` when the method used one)."""
-    from prismflow.prism.fixels import bvec_frame_to_world
+    from prismflow.io.peaks import bvec_to_scanner
 
     limit_threads(n_threads)
     data, acq, affine = load_series(dwi, bval, bvec)
     opts, used_seed = seeded_options(method, dict(options or {}), seed)
     dirs, amps, res = fit_baseline_peaks(data, acq, load_mask(mask), method, opts)
     peaks = save_peaks(dirs, amps, affine, f"peaks_{method}.nii.gz")
-    scanner = save_peaks(bvec_frame_to_world(dirs, affine), amps, affine,
+    scanner = save_peaks(bvec_to_scanner(dirs, affine), amps, affine,
                          f"scanner_peaks_{method}.nii.gz")
     info = Path("info.json").absolute()
     record = {"method": method, "options": options or {}, "seconds": res.seconds, "info": res.info}

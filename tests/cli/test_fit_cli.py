@@ -1,6 +1,7 @@
 """prismflow-fit: outputs, sidecars, and one-line errors that leave nothing behind."""
 
 import json
+import shutil
 import subprocess
 import sys
 
@@ -45,14 +46,37 @@ def test_writes_all_maps_with_sidecars(dataset):
     assert not [p for p in d.iterdir() if p.name.startswith(".out.")]  # no temp dir left
 
 
-def test_peaks_image_is_in_scanner_frame(dataset):
-    """With an x-flipped affine (det < 0) the bvec frame equals the voxel frame; with det > 0
-    MRtrix3 flips x — check our peaks follow that rule for a known fibre."""
-    from prismflow.prism.fixels import bvec_frame_to_world
-
-    d = np.array([[1.0, 0.0, 0.0]])
-    np.testing.assert_allclose(bvec_frame_to_world(d, np.diag([2.0, 2, 2, 1])), [[-1, 0, 0]])
-    np.testing.assert_allclose(bvec_frame_to_world(d, np.diag([-2.0, 2, 2, 1])), [[-1, 0, 0]])
+@pytest.mark.skipif(shutil.which("mrinfo") is None, reason="MRtrix3 not installed")
+@pytest.mark.parametrize("flip", [1.0, -1.0])
+def test_peaks_image_is_in_scanner_frame(dataset, flip):
+    """The CLI's peaks.nii.gz holds the fitted bvec-frame directions (fibre_directions.nii.gz)
+    in MRtrix3's scanner frame: checked against MRtrix3's own conversion of those directions,
+    given as an FSL bvec file (``mrinfo -export_grad_mrtrix``), for an oblique affine with a
+    positive and with a negative determinant."""
+    d, ph = dataset
+    rot = np.array([[np.cos(0.5), -np.sin(0.5), 0], [np.sin(0.5), np.cos(0.5), 0], [0, 0, 1]])
+    affine = np.eye(4)
+    affine[:3, :3] = rot @ np.diag([2.0 * flip, 2.0, 2.0])
+    img = nib.load(d / "dwi.nii.gz")
+    nib.save(nib.Nifti1Image(np.asarray(img.dataobj), affine), d / "dwi.nii.gz")
+    assert main(_args(d, d / "out")) == 0
+    peaks = np.asarray(nib.load(d / "out" / "peaks.nii.gz").dataobj, np.float64)
+    dirs = np.asarray(nib.load(d / "out" / "fibre_directions.nii.gz").dataobj, np.float64)
+    vec = peaks.reshape(-1, 3)
+    ours = vec / np.maximum(np.linalg.norm(vec, axis=1, keepdims=True), 1e-12)
+    bvec = dirs.reshape(-1, 3)
+    present = np.linalg.norm(bvec, axis=1) > 0.5
+    assert present.sum() > 10
+    # MRtrix3 converts FSL bvecs of an image to scanner coordinates on import
+    n = int(present.sum())
+    np.savetxt(d / "f.bvec", bvec[present].T, fmt="%.9f")
+    np.savetxt(d / "f.bval", np.full((1, n), 1000.0), fmt="%g")
+    nib.save(nib.Nifti1Image(np.zeros((2, 2, 2, n), np.float32), affine), d / "f.nii")
+    subprocess.run(["mrinfo", str(d / "f.nii"), "-fslgrad", str(d / "f.bvec"), str(d / "f.bval"),
+                    "-export_grad_mrtrix", str(d / "f.b"), "-quiet"], check=True)
+    theirs = np.loadtxt(d / "f.b", comments="#")[:, :3]
+    cos = np.abs(np.einsum("vd,vd->v", ours[present], theirs))
+    assert cos.min() > 1 - 1e-5
 
 
 def _run_cli(args):
