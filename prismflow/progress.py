@@ -235,7 +235,7 @@ class WorkflowProgress:
     def _loop(self):
         while not self._stop.wait(self.refresh_s):
             if self._live is not None:
-                self._live.update(self._render())
+                self._live.update(self._render(), refresh=True)
 
     def __enter__(self):
         if self.mode == "off":
