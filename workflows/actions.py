@@ -95,7 +95,8 @@ def _prism(ctx: Context, p: dict) -> None:
                     n_threads=ctx.n_threads)
         .split(slab_index=plan.slab_indices).combine("slab_index"),
         name="fit_slab")
-    st = workflow.add(tpr.StitchVolume(parts=fit.part, plan=plan.plan, dwi=ctx.dwi),
+    st = workflow.add(tpr.StitchVolume(parts=fit.part, plan=plan.plan, dwi=ctx.dwi,
+                                       bval=ctx.bval, bvec=ctx.bvec),
                       name="stitch_volume")
     ctx.prism_maps, ctx.prism_peaks, ctx.prism_info = st.maps, st.peaks, st.info
     ctx.prism_scanner_peaks = st.peaks_scanner

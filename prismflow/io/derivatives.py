@@ -303,6 +303,11 @@ def stage_participant(dest: Path, *, series: dict, seed: int, recipe: dict, dwi=
                 extra.update(PrismConfig=info.get("config"), Plan=info.get("plan"))
             put(f, key, {"model": "prism", "extension": ext(f)},
                 map_sidecar(key, "prism", seed=info.get("seed", seed), sources=sources, extra=extra))
+        fixels = Path(prism_maps) / "fixels"      # MRtrix3 fixel directory (io/fixels.py)
+        if fixels.is_dir():
+            dst = dest / derivative_path({**base, "model": "prism", "suffix": "fixels"})
+            shutil.copytree(fixels, dst, dirs_exist_ok=True)
+            staged.extend(sorted(p for p in dst.iterdir() if p.suffix == ".nii"))
         methods.append("prism")
     for peaks, info_file in zip(baseline_peaks or [], baseline_info or []):
         info = json.loads(Path(info_file).read_text())

@@ -90,16 +90,24 @@ def FitSlab(dwi: File, bval: File, bvec: File, mask: File, plan: File, slab_inde
 
 
 @python_task(outputs=["maps", "peaks", "peaks_scanner", "info"])
-def StitchVolume(parts: list[File], plan: File, dwi: File) -> tuple[Directory, File, File, File]:
+def StitchVolume(parts: list[File], plan: File, dwi: File, bval: File | None = None,
+                 bvec: File | None = None) -> tuple[Directory, File, File, File]:
     """:func:`prismflow.prism.stitch_volume`; writes ``maps/<name>.nii.gz`` (+ sidecars), the
     peaks in the bvec frame (``peaks_prism.nii.gz``, for tracking) and in the scanner frame
-    (``scanner_peaks_prism.nii.gz``), and ``info.json`` (the plan and the run facts)."""
+    (``scanner_peaks_prism.nii.gz``), and ``info.json`` (the plan and the run facts); with
+    ``bval``/``bvec``, also the MRtrix3 fixel directory ``maps/fixels``."""
     from prismflow.prism import stitch_volume
 
     fit = stitch_volume(read_plan(plan), read_parts(parts))
     affine = nib.load(str(dwi)).affine
     maps_dir = Path("maps").absolute()
     written = fit.save(maps_dir, affine)
+    if bval is not None and bvec is not None:   # maps/fixels: MRtrix3 fixel directory
+        from prismflow.io.fixels import write_prism_fixels
+        from prismflow.io.gradients import read_bval_bvec
+
+        acq = read_bval_bvec(str(bval), str(bvec), n_volumes=nib.load(str(dwi)).shape[3])
+        write_prism_fixels(fit, acq, affine, maps_dir / "fixels")
     peaks = save_nifti_atomic(fit.volume(fit.peaks()).astype("float32"), affine,
                               Path("peaks_prism.nii.gz").absolute())
     scanner = Path("scanner_peaks_prism.nii.gz").absolute()
