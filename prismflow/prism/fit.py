@@ -218,7 +218,7 @@ def fit_patch(data: np.ndarray, acq: Acquisition, cfg: PrismConfig, *,
                 y_tissue = (y_tissue - aff[1]) / torch.exp(aff[0])
         kept, logit_offset, selection = select_fibres(
             {k: r.detach() for k, r in raw.items()}, logit_offset, at, y_tissue, float(sigma_hat),
-            min_fraction=cfg.min_fibre_fraction, relative_fraction=cfg.relative_fibre_fraction)
+            axial=cfg.diffusivities.axial, radial=cfg.diffusivities.radial, min_fraction=cfg.min_fibre_fraction, relative_fraction=cfg.relative_fibre_fraction)
         with torch.no_grad():
             for k, r in raw.items():
                 r.copy_(kept[k])
