@@ -96,6 +96,14 @@ class Progress:
         return dt
 
 
+def _has_result(job) -> bool:
+    """Whether pydra already holds this job's result (it will be reused, not run)."""
+    try:
+        return (Path(job.cache_dir) / "_result.pklz").is_file()
+    except Exception:  # noqa: BLE001 — a job without a cache folder yet
+        return False
+
+
 def _job_name(job) -> str:
     idx = getattr(job, "state_index", None)
     return f"{job.name}[{idx}]" if idx is not None else job.name
@@ -122,6 +130,7 @@ class WorkflowProgress:
         self._started: dict[str, tuple[str, float]] = {}    # checksum -> (name, t)
         self._finished: dict[str, tuple[str, float]] = {}   # checksum -> (name, seconds)
         self._failed: set[str] = set()
+        self._cached: set[str] = set()                      # results found before they ran
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread = None
@@ -145,9 +154,11 @@ class WorkflowProgress:
         with self._lock:
             self._graphs[id(graph)] = graph
             for job in runnable:
-                if getattr(job, "is_async", False):
+                if getattr(job, "is_async", False) or job.checksum in self._started:
                     continue
-                self._started.setdefault(job.checksum, (_job_name(job), now))
+                self._started[job.checksum] = (_job_name(job), now)
+                if _has_result(job):
+                    self._cached.add(job.checksum)
             for node in list(getattr(graph, "nodes", [])):
                 for job in list(getattr(node, "successful", {}).values()):
                     if getattr(job, "is_async", False) or job.checksum in self._finished:
@@ -161,8 +172,8 @@ class WorkflowProgress:
                         self.log.warning("task %s failed", _job_name(job))
         if self.mode == "log":
             done, total = self.counts()
-            for name, secs in lines:
-                self.log.info("[%d/%s] %s finished in %.1f s", done, total, name, secs)
+            for i, (name, secs) in enumerate(lines, start=done - len(lines) + 1):
+                self.log.info("[%d/%s] %s finished in %.1f s", i, total, name, secs)
 
     # -- state -----------------------------------------------------------------------------
     def counts(self) -> tuple[int, str]:
@@ -183,14 +194,17 @@ class WorkflowProgress:
                           if ck not in self._finished and ck not in self._failed)
 
     def steps(self) -> list[dict]:
-        """Per workflow step (node name): jobs finished and summed wall seconds."""
-        agg: dict[str, list] = defaultdict(lambda: [0, 0.0])
+        """Per workflow step (node name): jobs finished, summed wall seconds and whether every
+        job's result came from the cache."""
+        agg: dict[str, list] = defaultdict(lambda: [0, 0.0, True])
         with self._lock:
-            for name, secs in self._finished.values():
+            for ck, (name, secs) in self._finished.items():
                 a = agg[name.split("[")[0]]
                 a[0] += 1
                 a[1] += secs
-        return [{"name": k, "jobs": v[0], "seconds": v[1]} for k, v in agg.items()]
+                a[2] = a[2] and ck in self._cached
+        return [{"name": k, "jobs": v[0], "seconds": v[1], "cached": v[2]}
+                for k, v in agg.items()]
 
     def heartbeats(self) -> list[dict]:
         """Live loops (slab fits) reported by worker processes: desc, done, total, eta_s."""

@@ -64,6 +64,9 @@ def run_section(run: dict) -> dict:
             rows.append((f"input {k}", v))
     items = [{"kind": "table", "header": ["", ""], "rows": [[str(a), str(b)] for a, b in rows]}]
     steps = run.get("steps") or []
+    if not steps and run.get("workflow_seconds") is not None:
+        items.append({"kind": "text", "text": "No task ran: every result was reused from the "
+                      "work directory's cache."})
     if steps:
         items.append({"kind": "table", "header": ["workflow step", "jobs", "time (s)"],
                       "rows": [[s["name"], str(s["jobs"]),

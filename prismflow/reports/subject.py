@@ -39,7 +39,10 @@ def write_subject_report(path: str | Path, subject: str, series: list[tuple[str,
         tail[-1]["items"].insert(0, {"kind": "pre", "title": "the run stopped with", "text": error})
         tail[-1]["klass"] = "errors-found"
         tail[-1]["caption"] = "The run failed: the error, then each crash report with its path."
-    blocks.append({"name": "This run" if many else None, "sections": tail})
+    if many:
+        blocks.append({"name": "This run", "sections": tail})
+    else:                    # one series: one block, so section anchors stay plain (#errors)
+        blocks[0]["sections"] = blocks[0]["sections"] + tail
     status = "failed" if error else "finished"
     subtitle = (f"prismflow participant report · run {run.get('run_id', '?')} {status} · "
                 f"{len(series)} series")

@@ -42,10 +42,17 @@ def test_log_mode_one_line_per_finished_task(tmp_path, caplog):
     # 3 split jobs of "add" + 1 job of "one": one line each, with a running count
     assert len(finished) == 4, lines
     assert sum("add[" in ln for ln in finished) == 3
-    assert finished[-1].startswith("[4/4]")
     steps = {s["name"]: s["jobs"] for s in prog.steps()}
     assert steps == {"add": 3, "one": 1}
+    assert not any(s["cached"] for s in prog.steps())
     assert os.environ.get(HEARTBEAT_ENV) is None     # restored on exit
+    assert [ln.split("]")[0] for ln in finished] == ["[1/4", "[2/4", "[3/4", "[4/4"]
+    again = WorkflowProgress("off")    # one more input: add[0..2] and "one" come from the cache
+    with again:
+        run_task(Tiny(xs=[1, 2, 3, 4]), EngineConfig(worker="debug", cache_root=str(tmp_path)),
+                 progress=again)
+    cached = {s["name"]: (s["jobs"], s["cached"]) for s in again.steps()}
+    assert cached == {"add": (4, False), "one": (1, True)}
 
 
 def test_off_mode_is_silent(tmp_path, caplog):
