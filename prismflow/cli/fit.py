@@ -136,10 +136,14 @@ def _load_inputs(args):
 def run(args) -> Path:
     from ..prism import PrismConfig, VolumeConfig, fit_volume
 
+    from .outputs import check_output_target, umask_dir_mode
+
     out = Path(args.out)
-    if out.exists() and any(out.iterdir()) and not args.force:
+    if out.is_dir() and any(out.iterdir()) and not args.force:
         raise InputError(f"{out}: output directory exists and is not empty; "
                          "choose another --out or pass --force")
+    # before the fit: an --out that is a file or cannot be written fails now, in one line
+    check_output_target(out, option="--out", replace=True)
     if out.resolve() == Path(args.dwi).resolve().parent and args.force:
         raise InputError(f"{out}: refusing to replace the directory holding the input image")
     img, dwi, acq, mask = _load_inputs(args)
@@ -162,6 +166,7 @@ def run(args) -> Path:
     # write everything into a temporary sibling, then move it into place in one rename
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    os.chmod(tmp, umask_dir_mode())  # mkdtemp makes it 0700; the output follows the umask
     try:
         fit.save(tmp, img.affine, extra_sidecar={
             "PrismflowVersion": __version__, "Input": str(args.dwi), "Bval": str(args.bval),
@@ -200,6 +205,11 @@ def main(argv=None) -> int:
         print("prismflow-fit: interrupted; nothing was written to the output directory",
               file=sys.stderr)
         return 130
+    except OSError as err:  # e.g. the disk filled up while writing: one line, no traceback
+        where = f"{err.filename}: " if err.filename else ""
+        print(f"prismflow-fit: error: {where}{err.strerror or err}; nothing was written to "
+              f"{args.out}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -51,16 +51,46 @@ def test_unknown_participant(capsys, synthetic_bids, tmp_path):
                              "-w", str(tmp_path / "w")], "99 not found")
 
 
+def _tree(root):
+    return sorted(p.relative_to(root).as_posix() for p in root.rglob("*"))
+
+
 def test_unwritable_output(capsys, synthetic_bids, tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("x")
+    before = _tree(tmp_path)
     _one_line_error(capsys, [str(synthetic_bids), str(blocker / "out"), "participant"],
-                    "cannot create the output directory")
+                    "is a file, not a directory")
+    _one_line_error(capsys, [str(synthetic_bids), str(blocker), "participant"],
+                    "exists and is not a directory")
+    assert _tree(tmp_path) == before                      # nothing left behind
 
 
-def test_output_inside_input(capsys, synthetic_bids):
-    _one_line_error(capsys, [str(synthetic_bids), str(synthetic_bids / "derivatives" / "pf"),
-                             "participant"], "must not be inside the input")
+def test_output_may_not_be_the_dataset_root_or_a_subject_folder(capsys, synthetic_bids):
+    before = _tree(synthetic_bids)
+    _one_line_error(capsys, [str(synthetic_bids), str(synthetic_bids), "participant"],
+                    "input dataset's root")
+    _one_line_error(capsys, [str(synthetic_bids), str(synthetic_bids / "sub-01" / "out"),
+                             "participant"], "must not be inside the subject folder")
+    assert _tree(synthetic_bids) == before
+
+
+@pytest.mark.parametrize("argv_tail, match", [
+    (["--recipe", "nosuch"], "recipe 'nosuch' not found"),
+    (["--participant-label", "99"], "99 not found"),
+    (["--participant-label", "0-1"], "invalid label"),
+])
+def test_argument_error_leaves_nothing_behind(capsys, synthetic_bids, tmp_path, argv_tail, match):
+    """No empty output directory, no sibling work directory (the default -w)."""
+    out = tmp_path / "new" / "prismflow"
+    _one_line_error(capsys, [str(synthetic_bids), str(out), "participant",
+                             "--skip-bids-validation", *argv_tail], match)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_default_work_dir_is_documented():
+    text = " ".join(build_parser().format_help().split())
+    assert "<output_dir>/../prismflow_work" in text
 
 
 def test_missing_positionals(capsys):
