@@ -257,19 +257,20 @@ def main(argv=None) -> int:
         return 2
     from prismflow.engine import EngineError
 
+    from .outputs import check_bids_app_dirs, make_dirs, remove_if_unused
+
+    created: list[Path] = []  # folders this call made: removed again on an argument error
     try:
         from prismflow.io.bids import check_bids_dir, normalise_labels
-        from prismflow.io.derivatives import check_output_dir
 
         bids_dir = check_bids_dir(args.bids_dir)
-        out_dir = check_output_dir(args.output_dir, bids_dir)
-        work = (args.work_dir or out_dir.parent / "prismflow_work").expanduser().resolve()
-        try:
-            work.mkdir(parents=True, exist_ok=True)
-        except OSError as err:
-            raise InputError(f"{work}: cannot create the work directory ({err.strerror})") from err
+        # checked, not created, before anything else can fail: an argument error leaves nothing
+        out_dir, work = check_bids_app_dirs(args.output_dir, args.work_dir, bids_dir)
         if args.atlas is not None and not args.atlas.is_file():
             raise InputError(f"{args.atlas}: atlas file not found")
+        normalise_labels(args.participant_label)
+        normalise_labels(args.session_id, prefix="ses-")
+        created = make_dirs(out_dir, work)
         run_id = _dt.datetime.now().strftime("%Y%m%d-%H%M%S") + "_" + uuid.uuid4().hex[:8]
         cfg_kwargs = dict(
             bids_dir=str(bids_dir), output_dir=str(out_dir), analysis_level=args.analysis_level,
@@ -285,6 +286,7 @@ def main(argv=None) -> int:
             return run_participant(args, cfg_kwargs)
         return run_group(args, cfg_kwargs)
     except InputError as err:
+        remove_if_unused(created)
         print(f"prismflow: error: {err}", file=sys.stderr)
         return 2
     except EngineError as err:
