@@ -99,7 +99,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("bids_dir", type=Path, nargs="?",
                    help="root of the input BIDS dataset (read only)")
     p.add_argument("output_dir", type=Path, nargs="?",
-                   help="folder for the BIDS derivatives (created; must not be inside bids_dir)")
+                   help="folder for the BIDS derivatives (created), e.g. "
+                        "bids_dir/derivatives/prismflow; not the dataset root or a sub-* folder")
     p.add_argument("analysis_level", choices=["participant", "group"], nargs="?",
                    help="participant: fit each series; group: compare subjects and methods "
                         "from the derivatives in output_dir")
@@ -140,8 +141,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     g = p.add_argument_group("execution")
     g.add_argument("-w", "--work-dir", type=Path, metavar="DIR",
-                   help="cache of intermediate results; reuse it to resume or rerun fast "
-                        "(default: <output_dir>/../prismflow_work)")
+                   help="cache of intermediate results; rerun with the same -w to resume "
+                        "after a failure or a kill, or to rerun fast; kept after the run, "
+                        "delete it to free space (default: <output_dir>/../prismflow_work, "
+                        "i.e. prismflow_work next to output_dir)")
     g.add_argument("--worker", choices=["cf", "dask", "slurm", "debug"], default="cf",
                    help="pydra worker: cf = local processes, dask = a dask cluster, slurm = one "
                         "sbatch job per task, debug = serial in this process "
