@@ -149,8 +149,10 @@ def methods_text(steps: list[dict], *, versions: dict, seed: int,
         out.append("For comparison, fibre peaks were also estimated with " + "; ".join(parts) + ".")
     if tracked:
         tr = by.get("tracking", {})
-        how = (f"MRtrix3 tckgen FACT {cite('mrtrix3')}" if tr.get("tracker") == "mrtrix"
-               else f"dipy's EuDX {cite('dipy')}")
+        how = {"mrtrix": f"MRtrix3 tckgen FACT {cite('mrtrix3')}",
+               "dipy": f"dipy's EuDX {cite('dipy')}"}.get(
+            tr.get("tracker"), "prismflow's fixel tracker (follows the best-aligned fixel, stops "
+                               f"below fibre fraction {tr.get('min_fraction', '?')})")
         out.append(f"Deterministic streamlines were generated on the peaks of "
                    f"{', '.join(tracked)} with {how} (step {tr.get('step_mm', '?')} mm, "
                    f"maximum angle {tr.get('angle_deg', '?')}°)"

@@ -68,7 +68,8 @@ def run_section(run: dict) -> dict:
         items.append({"kind": "text", "text": "No task ran: every result was reused from the "
                       "work directory's cache."})
     if steps:
-        items.append({"kind": "table", "header": ["workflow step", "jobs", "time (s)"],
+        items.append({"kind": "table", "header": ["workflow step", "jobs (all series of the run)",
+                                                  "time (s, summed over jobs)"],
                       "rows": [[s["name"], str(s["jobs"]),
                                 "cached" if s.get("cached") else f"{s['seconds']:.1f}"]
                                for s in steps]})

@@ -328,11 +328,11 @@ def _crossing_section(inp, nfib, wm, mask, zooms, nsl) -> list[dict]:
         angle = np.where(both, np.degrees(np.arccos(np.clip(cos, 0, 1))), np.nan)
         items.append(_img(fg.glyphs(panels, wm, window, zooms), "fibre glyphs"))
         med = float(np.nanmedian(angle)) if np.any(both) else float("nan")
-        items.append(_img(fg.mosaic(np.nan_to_num(angle), mask, zooms, axis=2, n=nsl,
+        items.append(_img(fg.mosaic(angle, mask, zooms, axis=2, n=nsl,
                                     cmap="inferno", vmin=0, vmax=90,
                                     label=f"angle PRISM vs {csd[1]} (°)"),
                           "angle between main peaks"))
-        caption += (f"; PRISM beside {csd[1]}. The map shows the angle between their main peaks "
+        caption += (f"; PRISM beside {csd[1]}. The map shows the angle between their main peaks, black where either has none "
                     f"(median {med:.1f}° over {int(both.sum())} voxels): good is small (< 15°) in "
                     f"single bundles; large angles flag crossings where the two methods disagree")
         del other
@@ -346,11 +346,12 @@ def _quality_sections(inp, maps, mask, zooms, calib, slabs, acq, shell_b, shell_
     items = []
     rms = load(maps / "residual_rms.nii.gz")
     s0 = load(maps / "s0.nii.gz")
-    rel = np.where(mask & (s0 > 0), 100 * rms / np.maximum(s0, 1e-12), 0)
+    # NaN outside the mask: drawn black, not as the colour map's "perfect fit" end
+    rel = np.where(mask & (s0 > 0), 100 * rms / np.maximum(s0, 1e-12), np.nan)
     del rms, s0
     items.append(_img(fg.mosaic(rel, mask, zooms, axis=2, n=nsl, cmap="hot",
                                 label="residual RMS (% of S0)"), "residual RMS map"))
-    med_rel = float(np.median(rel[mask])) if mask.any() else float("nan")
+    med_rel = float(np.nanmedian(rel[mask])) if mask.any() else float("nan")
     del rel
     # residual per shell, streamed one volume at a time
     sq = np.zeros(len(acq))
@@ -382,7 +383,7 @@ def _quality_sections(inp, maps, mask, zooms, calib, slabs, acq, shell_b, shell_
                 [(f"slab {i}", x, o) for i, o in enumerate(offset)], xlabel="measurement index",
                 ylabel="offset c_n (fraction of b=0)", title="per-measurement offset",
                 kind="marker", hline=0.0), "calibration offset"))
-    bias = load(maps / "bias_field.nii.gz")
+    bias = np.where(mask, load(maps / "bias_field.nii.gz"), np.nan)
     items.append(_img(fg.mosaic(bias, mask, zooms, axis=2, n=nsl, cmap="coolwarm",
                                 vmin=float(min(0.8, bias[mask].min() if mask.any() else 1)),
                                 vmax=float(max(1.2, bias[mask].max() if mask.any() else 1)),
