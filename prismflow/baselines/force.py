@@ -14,6 +14,13 @@ Quirks handled here (FIELD-NOTES):
 - The library depends only on the gradient scheme: it is built once (``setup_seconds``) and
   cached on disk, keyed on b-values, directions, size, threshold and diffusivity ranges.
 
+Validation: the wrapper returns a noise-free library entry's own labelled directions
+(``tests/baselines/test_force.py``, as dipy's FORCE example fits library signals), so the label
+→ direction mapping is right. Its 13–19° on our tensor phantoms is therefore FORCE's library
+model (dispersed stick + zeppelin, d∥ 2–3e-3 mm²/s by default) against tensors it does not
+contain, not a wrapper bug; it is **unvalidated on phantoms** and left out of the headline
+(robustness) table.
+
 Reference
 ---------
 Shah et al. (2025) FORCE: FORward modeling for Complex microstructure Estimation. Research
@@ -200,5 +207,6 @@ class ForceMethod(BaselineMethod):
                 "diffusivity_config": {k: v for k, v in self.diffusivity_config().items()},
                 "n_voxels_without_peak": n_none,
                 "direction_grid": "dipy default_sphere (362 vertices), not refined",
+                "validated": "wrapper only (own library entries); not on tensor phantoms",
                 "amplitude": "library fibre fraction, ranked to directions by NNLS"}
         return dirs, amps, info
