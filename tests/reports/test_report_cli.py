@@ -31,3 +31,37 @@ def test_failed_run_writes_a_report_with_the_error(tmp_path, monkeypatch):
         page = (out / f"sub-{sub}.html").read_text()
         assert "slab 2 diverged" in page and "did not finish" in page and "failed" in page
         assert 'id="errors"' in page and "errors-found" in page
+
+
+def test_one_page_per_subject_with_every_session_and_its_crash_reports(tmp_path):
+    import json
+    from types import SimpleNamespace
+
+    from prismflow.cli.report_sink import write_reports
+
+    def series(sub, ses):
+        name = f"sub-{sub}" + (f"_ses-{ses}" if ses else "") + "_dwi.nii.gz"
+        return SimpleNamespace(subject=sub, session=ses, dwi=str(tmp_path / "bids" / name),
+                               bval="dwi.bval", bvec="dwi.bvec", dseg=None)
+
+    inputs = [series("01", "a"), series("01", "b"), series("02", None)]
+    reports = []
+    for i, s in enumerate(inputs):
+        f = tmp_path / f"sections{i}.json"
+        f.write_text(json.dumps([{"id": "summary", "title": "Summary", "caption": "c",
+                                  "items": [{"kind": "text", "text": f"series number {i}"}]}]))
+        reports.append(f)
+    crash = tmp_path / "out" / "sub-01" / "ses-b" / "log" / "run1" / "crash-fit_slab-1.txt"
+    crash.parent.mkdir(parents=True)
+    crash.write_text("ValueError: bad slab\n")
+    pages = write_reports(tmp_path / "out", inputs, SimpleNamespace(report=reports),
+                          run_id="run1", command="prismflow …", seconds=1.0,
+                          steps=[{"name": "fit_slab", "jobs": 2, "seconds": 3.0}],
+                          bids_dir=tmp_path / "bids")
+    assert [p.name for p in pages] == ["sub-01.html", "sub-02.html"]
+    one = pages[0].read_text()
+    assert "sub-01_ses-a_dwi" in one and "sub-01_ses-b_dwi" in one
+    assert "series number 0" in one and "series number 1" in one and "series number 2" not in one
+    assert str(crash) in one and "ValueError: bad slab" in one
+    two = pages[1].read_text()
+    assert "series number 2" in two and "No crash report" in two
