@@ -28,7 +28,7 @@ from .model import AcquisitionTensors, constrain, predict
 from .priors import neighbour_pairs, prior_penalty
 from .response import DiffusivityEstimate, estimate_diffusivities
 from .result import PrismFit
-from .selection import OFF_LOGIT, select_fibres
+from .selection import OFF_LOGIT, masked_logits, select_fibres
 
 log = logging.getLogger(__name__)
 
@@ -182,7 +182,7 @@ def fit_patch(data: np.ndarray, acq: Acquisition, cfg: PrismConfig, *,
     warm = max(1, int(cfg.priors.topology_warmup * cfg.n_iter))
 
     def objective(it: int = cfg.n_iter):
-        params = constrain(raw["s0_raw"], raw["logits"] + logit_offset, raw["dirs_raw"], raw["fin_raw"])
+        params = constrain(raw["s0_raw"], masked_logits(raw["logits"], logit_offset), raw["dirs_raw"], raw["fin_raw"])
         fid = fidelity(params, at, calib, y, cfg)
         ramp = min(1.0, (it + 1) / warm)
         return fid + prior_penalty(params, cfg.priors, pairs, prior_scale, ramp) + calib.penalty(), fid
@@ -225,7 +225,7 @@ def fit_patch(data: np.ndarray, acq: Acquisition, cfg: PrismConfig, *,
 
     with torch.no_grad():
         loss, fid = objective()
-        params = constrain(raw["s0_raw"], raw["logits"] + logit_offset, raw["dirs_raw"], raw["fin_raw"])
+        params = constrain(raw["s0_raw"], masked_logits(raw["logits"], logit_offset), raw["dirs_raw"], raw["fin_raw"])
         bias = calib.bias()
         sigma = calib.sigma
         to_np = lambda t: t.detach().cpu().numpy().astype(np.float64)  # noqa: E731
