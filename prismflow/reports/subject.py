@@ -39,10 +39,16 @@ def write_subject_report(path: str | Path, subject: str, series: list[tuple[str,
         tail[-1]["items"].insert(0, {"kind": "pre", "title": "the run stopped with", "text": error})
         tail[-1]["klass"] = "errors-found"
         tail[-1]["caption"] = "The run failed: the error, then each crash report with its path."
+    failed = bool(error or crash_reports)
     if many:
-        blocks.append({"name": "This run", "sections": tail})
+        block = {"name": "This run", "sections": tail}
+        blocks.insert(0 if failed else len(blocks), block)   # a failure shows first
     else:                    # one series: one block, so section anchors stay plain (#errors)
-        blocks[0]["sections"] = blocks[0]["sections"] + tail
+        # the run's facts sit under the summary; errors too when there are any, else last
+        head, rest = blocks[0]["sections"][:1], blocks[0]["sections"][1:]
+        run, errs = tail
+        blocks[0]["sections"] = (head + [run] + ([errs] if failed else []) + rest
+                                 + ([] if failed else [errs]))
     status = "failed" if error else "finished"
     subtitle = (f"prismflow participant report · run {run.get('run_id', '?')} {status} · "
                 f"{len(series)} series")
