@@ -167,8 +167,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     g = p.add_argument_group("other")
     g.add_argument("-v", "--verbose", action="count", default=0,
-                   help="more messages (-v: info, -vv: debug); default: warnings only")
-    g.add_argument("-q", "--quiet", action="store_true", help="errors only")
+                   help="more messages (-v: info, -vv: debug); default: warnings, plus the "
+                        "progress (a live display on a terminal, one line per finished task "
+                        "in a log)")
+    g.add_argument("-q", "--quiet", action="store_true", help="errors only (no progress)")
     g.add_argument("--version", action="version", version=f"prismflow {__version__}")
     return p
 
