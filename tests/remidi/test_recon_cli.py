@@ -88,3 +88,31 @@ def test_recon_cli_writes_mesh_and_json(files):
     assert len(info["loss_curve"]) == 3 and info["units"]["vertices"] == "um"
     assert info["modified_chamfer_um"] is not None
     assert sorted(p.name for p in out.iterdir()) == ["mesh.vtu", "reconstruction.json"]
+
+
+@pytest.mark.parametrize("option, value, words", [
+    ("--restart-period", "0", "--restart-period must be >= 1"),
+    ("--patience", "0", "--patience must be >= 1"),
+    ("--loss-scale", "-1", "--loss-scale must be > 0"),
+    ("--n-eig", "0", "--n-eig must be >= 1"),
+    ("--device", "tpu", "unknown device"),
+])
+def test_recon_cli_bad_option_values_give_one_line(files, capsys, option, value, words):
+    tmp, prot, sig = files
+    rc = main(["reconstruct", "--signal", str(sig), "--protocol", str(prot),
+               "--out", str(tmp / "out"), option, value])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and words in err[0], err
+    assert "Traceback" not in "\n".join(err)
+
+
+def test_train_sae_cli_refuses_bad_output(tmp_path, capsys):
+    existing = tmp_path / "w.pt"
+    existing.write_text("old")
+    assert main(["train-sae", "--kind", "fan", "--out", str(existing)]) == 2
+    assert "--force" in _err(capsys)
+    assert main(["train-sae", "--kind", "fan", "--out", str(tmp_path / "w.txt")]) == 2
+    assert ".pt" in _err(capsys)
+    assert main(["train-sae", "--kind", "fan", "--epochs", "0", "--out",
+                 str(tmp_path / "n.pt")]) == 2
+    assert existing.read_text() == "old" and not (tmp_path / "n.pt").exists()

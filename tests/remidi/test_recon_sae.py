@@ -5,7 +5,8 @@ import torch
 
 from prismflow.remidi import cylinder_mesh
 from prismflow.remidi.reconstruction.deform import make_dataset
-from prismflow.remidi.reconstruction.sae import SpectralAutoEncoder, load_sae, save_sae
+from prismflow.remidi.reconstruction.sae import (SpectralAutoEncoder, load_sae, save_sae,
+                                                 template_mesh)
 from prismflow.remidi.reconstruction.sae_training import train_sae
 from prismflow.remidi.reconstruction.spectral import SpectralBasis
 
@@ -56,18 +57,45 @@ def test_recon_sae_quick_training_beats_the_mean_shape(setup, tmp_path):
         torch.testing.assert_close(again.decode_mesh(again.encode_mesh(test.float())), rec)
 
 
-# measured (seed 0): bend 0.040, bead 0.328, fan 0.068 µm; the 300-term projection alone costs
-# 0.04–0.06 µm. Beading generalises worst: training has only odd bead counts, tests even ones.
-@pytest.mark.parametrize("kind, limit_um", [("bend", 0.1), ("bead", 0.4), ("fan", 0.1)])
-def test_recon_shipped_sae_reconstructs_held_out_meshes(setup, kind, limit_um):
-    """Shipped weights: held-out test deformations come back within ``limit_um`` RMS (µm)."""
-    mesh, v, _ = setup
+# The held-out error must beat doing nothing by a stated factor: the RMSE of the undeformed
+# template against the same deformed test meshes (deformed cases only; returning the straight
+# mesh would score exactly 1.0 here). Measured with the shipped weights (paper augmentation):
+# see notes/issue-16.md for the ratios.
+# Beading fails it: trained on odd bead counts (the paper's split), the SAE decodes the held-out
+# even counts worse than the straight mesh (ratio ≈ 1.2–1.6 measured); kept as a strict xfail so
+# that a prior which does represent them turns it into a pass that must be acknowledged.
+@pytest.mark.parametrize("kind, factor", [
+    ("bend", 0.2), ("fan", 0.2),
+    pytest.param("bead", 0.8, marks=pytest.mark.xfail(
+        strict=True, reason="odd-count training split does not represent even bead counts")),
+])
+def test_recon_shipped_sae_beats_the_straight_mesh_on_held_out_meshes(kind, factor):
+    """Shipped weights on the family's template: held-out test deformations come back at most
+    ``factor`` × the straight mesh's RMS error (µm)."""
+    mesh = template_mesh(kind)
+    v = mesh.vertices.detach().to(torch.float64)
     sae = load_sae(kind, tetrahedra=mesh.tetrahedra, n_vertices=v.shape[0],
                    train_if_missing=False)
     test = make_dataset(v, kind, "test", augmentation=False)
+    deformed = ((test - v) ** 2).sum(dim=(1, 2)) > 1e-12
+    test = test[deformed]
     with torch.no_grad():
         rec = sae.decode_mesh(sae.encode_mesh(test.float()))
-    assert _rmse(rec, test) < limit_um
+    straight = _rmse(v.expand_as(test), test)
+    assert _rmse(rec, test) < factor * straight, (_rmse(rec, test), straight)
+
+
+def test_recon_bead_template_resolves_eight_beads():
+    """8 beads on the default 17 layers alias to the straight mesh; the beading template
+    (25 layers) keeps them (straight-start Chamfer clearly above zero)."""
+    from prismflow.metrics.chamfer import modified_chamfer_distance
+    from prismflow.remidi.reconstruction.deform import bead
+
+    for mesh, aliased in ((cylinder_mesh(3.0, 9.0), True), (template_mesh("bead"), False)):
+        v = mesh.vertices.detach().to(torch.float64)
+        d = float(modified_chamfer_distance(v, bead(v, n_beads=8, amplitude=0.3)))
+        assert (d < 1e-9) if aliased else (d > 0.2), d
+    assert template_mesh("bead").n_vertices == 475
 
 
 @pytest.mark.slow

@@ -36,9 +36,42 @@ from .spectral import SpectralBasis
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["SpectralAutoEncoder", "load_sae", "save_sae", "sae_cache_dir", "SAE_KINDS"]
+__all__ = ["SpectralAutoEncoder", "load_sae", "save_sae", "sae_cache_dir", "SAE_KINDS",
+           "template_mesh", "spectral_size", "template_for"]
 
 SAE_KINDS = ("bend", "bead", "fan", "all")
+
+#: axial vertex layers of a family's template mesh when not the default 17: 8 beads on 17
+#: layers alias to the straight mesh (sin(πj) = 0 on every layer); 25 layers give 3 layers per
+#: bead wavelength at 8 beads, so 2–8 beads are representable (475 vertices, 1,728 tetrahedra)
+TEMPLATE_LAYERS = {"bead": 25}
+#: spectral coefficients per family (the paper's 300 for 323 vertices; the 475-vertex beading
+#: template needs 450 for a 0.014 µm RMS projection error of the straight mesh, 300 give 0.15)
+SPECTRAL_K = {"bead": 450}
+
+
+def template_mesh(kind: str = "bend"):
+    """The straight axon mesh (R 3 µm, L 9 µm, 12-gon) a family's SAE is built on."""
+    from ..simulator import cylinder_mesh
+
+    layers = TEMPLATE_LAYERS.get(kind)
+    return cylinder_mesh(3.0, 9.0) if layers is None else cylinder_mesh(3.0, 9.0,
+                                                                        n_layers=layers)
+
+
+def spectral_size(kind: str = "bend") -> int:
+    """Spectral coefficients k of a family's SAE."""
+    return SPECTRAL_K.get(kind, 300)
+
+
+def template_for(sae) -> object:
+    """The family template whose vertex count matches ``sae``'s basis (default first)."""
+    n = int(sae.phi.shape[0])
+    for kind in ("bend", *TEMPLATE_LAYERS):
+        mesh = template_mesh(kind)
+        if mesh.n_vertices == n:
+            return mesh
+    raise ValueError(f"no template mesh with {n} vertices; pass template= explicitly")
 #: shipped weights (package data of prismflow.remidi)
 _DATA_DIR = Path(__file__).resolve().parents[1] / "data"
 
@@ -211,7 +244,7 @@ def load_sae(
     ----------
     kind : {"bend", "bead", "fan", "all"}
     tetrahedra, n_vertices : connectivity the weights must fit (default: the default
-        ``cylinder_mesh(3, 9)``); weights whose stored basis is not an eigenbasis of this
+        :func:`template_mesh` of ``kind``); weights whose stored basis is not an eigenbasis of this
         connectivity's Laplacian are ignored.
     train_if_missing : bool — train (minutes on CPU) and cache when nothing fits.
     config : SAETrainConfig, optional — training settings when training.
@@ -223,9 +256,7 @@ def load_sae(
     if kind not in SAE_KINDS:
         raise ValueError(f"SAE kind must be one of {SAE_KINDS}, got {kind!r}")
     if tetrahedra is None:
-        from ..simulator import cylinder_mesh
-
-        mesh = cylinder_mesh(3.0, 9.0)
+        mesh = template_mesh(kind)
         tetrahedra, n_vertices = mesh.tetrahedra, mesh.vertices.shape[0]
     name = f"sae-{kind}.pt"
     for folder in (_DATA_DIR, sae_cache_dir()):
@@ -245,7 +276,7 @@ def load_sae(
     logger.warning("training the %s SAE (first use; cached afterwards)", kind)
     model, _ = train_from_config(cfg)
     if not model.matches_mesh(tetrahedra, n_vertices):
-        raise ValueError("SAE training uses the default cylinder_mesh(3, 9); this connectivity "
+        raise ValueError("SAE training uses the family's template_mesh(); this connectivity "
                          "differs — train on your own meshes with train_sae()")
     try:
         save_sae(model, sae_cache_dir() / name, meta=model.meta)

@@ -1,7 +1,7 @@
 """Training of the spectral auto-encoder (:mod:`.sae`) on deformed axon meshes.
 
 The datasets come from :func:`prismflow.remidi.reconstruction.deform.make_dataset` on the default
-``cylinder_mesh(3, 9)`` with the paper's parameter splits; ``prismflow-mesh train-sae`` is the
+family's template mesh (:func:`.sae.template_mesh`) with the paper's parameter splits; ``prismflow-mesh train-sae`` is the
 command line (see :mod:`prismflow.cli.mesh`). Units: µm.
 """
 
@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass
 
 import torch
 
-from .sae import SAE_KINDS, SpectralAutoEncoder
+from .sae import SAE_KINDS, SpectralAutoEncoder, spectral_size, template_mesh
 from .spectral import SpectralBasis
 
 logger = logging.getLogger(__name__)
@@ -29,7 +29,8 @@ class SAETrainConfig:
     Parameters
     ----------
     kind : {"bend", "bead", "fan", "all"} — deformation dataset (``all`` = the three together).
-    k : int — spectral coefficients (paper: 300).
+    k : int, optional — spectral coefficients (default: the family's, 300 as the paper, 450 for
+        the 475-vertex beading template).
     epochs : int — passes over the training set.
     batch_size : int — paper: 16; 64 default here (CPU throughput).
     lr : float — Adam learning rate (cosine-annealed to lr/20).
@@ -40,7 +41,7 @@ class SAETrainConfig:
     """
 
     kind: str = "bend"
-    k: int = 300
+    k: int | None = None
     epochs: int = 150
     batch_size: int = 32
     lr: float = 3e-3
@@ -50,15 +51,15 @@ class SAETrainConfig:
     def __post_init__(self) -> None:
         if self.kind not in SAE_KINDS:
             raise ValueError(f"SAE kind must be one of {SAE_KINDS}, got {self.kind!r}")
+        if self.k is None:
+            object.__setattr__(self, "k", spectral_size(self.kind))
         if self.augmentation not in ("none", "scale", "paper"):
             raise ValueError(f"augmentation must be none, scale or paper, "
                              f"got {self.augmentation!r}")
 
 
-def _mesh_and_basis(k: int):
-    from ..simulator import cylinder_mesh
-
-    mesh = cylinder_mesh(3.0, 9.0)
+def _mesh_and_basis(kind: str, k: int):
+    mesh = template_mesh(kind)
     verts = mesh.vertices.detach().to(torch.float64)
     basis = SpectralBasis(mesh.tetrahedra, verts.shape[0], k=k)
     return mesh, verts, basis
@@ -155,7 +156,7 @@ def train_from_config(cfg: SAETrainConfig, *, max_seconds: float | None = None):
 
     Returns (model, history).
     """
-    _, verts, basis = _mesh_and_basis(cfg.k)
+    _, verts, basis = _mesh_and_basis(cfg.kind, cfg.k)
     train, val, test = _datasets(cfg.kind, verts, cfg.augmentation)
     model, hist = train_sae(train, basis, val_meshes=val, epochs=cfg.epochs,
                             batch_size=cfg.batch_size, lr=cfg.lr, seed=cfg.seed,
