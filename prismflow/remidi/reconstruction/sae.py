@@ -32,8 +32,6 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .spectral import SpectralBasis
-
 logger = logging.getLogger(__name__)
 
 __all__ = ["SpectralAutoEncoder", "load_sae", "save_sae", "sae_cache_dir", "SAE_KINDS",

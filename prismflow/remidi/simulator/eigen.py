@@ -77,10 +77,10 @@ def _dense(A: torch.Tensor, M: torch.Tensor):
 def sparse_backend() -> str:
     """"cholmod" when scikit-sparse is importable (optional, faster), else "superlu"."""
     try:
-        import sksparse.cholmod  # noqa: F401
+        from sksparse.cholmod import cholesky
     except ImportError:
         return "superlu"
-    return "cholmod"
+    return "cholmod" if callable(cholesky) else "superlu"
 
 
 def _factorize(K: sp.spmatrix):
