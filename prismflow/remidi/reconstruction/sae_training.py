@@ -101,7 +101,7 @@ def train_sae(
     Returns
     -------
     (SpectralAutoEncoder, history) — history has per-epoch ``train_rmse_um`` /
-    ``val_rmse_um`` (vertex RMSE of the decoded 300-term projection, µm) and ``seconds``.
+    ``val_rmse_um`` (vertex RMSE of the decoded k-term projection, µm) and ``seconds``.
     """
     gen = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
@@ -172,6 +172,6 @@ def train_from_config(cfg: SAETrainConfig, *, max_seconds: float | None = None):
                   "test_rmse_um": test_rmse, "projection_rmse_um": proj_rmse,
                   "val_rmse_um": hist["val_rmse_um"][-1] if hist["val_rmse_um"] else None,
                   "train_seconds": hist["seconds"], "torch": str(torch.__version__)}
-    logger.info("SAE %s: test RMSE %.4f µm (300-term projection alone %.4f µm), %.0f s",
-                cfg.kind, test_rmse, proj_rmse, hist["seconds"])
+    logger.info("SAE %s: test RMSE %.4f µm (%d-term projection alone %.4f µm), %.0f s",
+                cfg.kind, test_rmse, cfg.k, proj_rmse, hist["seconds"])
     return model, hist
