@@ -46,8 +46,8 @@ def write_subject_report(path: str | Path, subject: str, series: list[tuple[str,
     else:                    # one series: one block, so section anchors stay plain (#errors)
         # the run's facts sit under the summary; errors too when there are any, else last
         head, rest = blocks[0]["sections"][:1], blocks[0]["sections"][1:]
-        run, errs = tail
-        blocks[0]["sections"] = (head + [run] + ([errs] if failed else []) + rest
+        facts, errs = tail
+        blocks[0]["sections"] = (head + [facts] + ([errs] if failed else []) + rest
                                  + ([] if failed else [errs]))
     status = "failed" if error else "finished"
     subtitle = (f"prismflow participant report · run {run.get('run_id', '?')} {status} · "

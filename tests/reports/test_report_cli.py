@@ -59,6 +59,7 @@ def test_one_page_per_subject_with_every_session_and_its_crash_reports(tmp_path)
                           steps=[{"name": "fit_slab", "jobs": 2, "seconds": 3.0}],
                           bids_dir=tmp_path / "bids")
     assert [p.name for p in pages] == ["sub-01.html", "sub-02.html"]
+    assert "run run1 finished" in pages[1].read_text()      # one series: the subtitle
     one = pages[0].read_text()
     assert "sub-01_ses-a_dwi" in one and "sub-01_ses-b_dwi" in one
     assert "series number 0" in one and "series number 1" in one and "series number 2" not in one
