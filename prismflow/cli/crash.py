@@ -91,7 +91,8 @@ def write_crash_reports(err, out_dir: Path, work_dir: Path, run_id: str, command
     for failure in getattr(err, "failures", []):
         try:
             base = subject_dir(failure, out_dir)
-            subject = base.relative_to(out_dir).as_posix() if base != out_dir else "(several or none)"
+            subject = (base.relative_to(out_dir).as_posix() if base != out_dir
+                       else "(several or none)")
             stamp = failure.time or _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
             label = re.sub(r"[^A-Za-z0-9_]+", "-", failure.label).strip("-")
             path = base / "log" / run_id / f"crash-{stamp}-{label}.txt"

@@ -33,7 +33,8 @@ class InjectedFault(RuntimeError):
 
 
 def parse(text: str | None) -> list[tuple[str, str, int | None]]:
-    """``"fail@fit_slab[1],hang@prepare"`` → ``[("fail", "fit_slab", 1), ("hang", "prepare", None)]``."""
+    """``"fail@fit_slab[1],hang@prepare"`` → ``[("fail", "fit_slab", 1),
+    ("hang", "prepare", None)]``."""
     out = []
     for item in filter(None, (s.strip() for s in (text or "").split(","))):
         m = _SPEC.match(item)

@@ -25,8 +25,9 @@ from prismflow.engine.faults import ENV
 
 REPO = Path(__file__).resolve().parents[2]
 EXPECTED = REPO / "tests" / "data" / "synthetic_outputs.txt"
-#: Sidecar keys that record how long something took: the only allowed differences.
-TIMING_KEYS = re.compile(r"seconds|time", re.IGNORECASE)
+#: Sidecar keys that record the run, not the result: how long something took, and the memory
+#: that was free when the slabs were planned. The only differences allowed.
+RUN_KEYS = re.compile(r"seconds|time|mem_gb", re.IGNORECASE)
 
 
 def output_list(out: Path) -> list[str]:
@@ -37,7 +38,7 @@ def output_list(out: Path) -> list[str]:
 
 def _untimed(obj):
     if isinstance(obj, dict):
-        return {k: _untimed(v) for k, v in obj.items() if not TIMING_KEYS.search(k)}
+        return {k: _untimed(v) for k, v in obj.items() if not RUN_KEYS.search(k)}
     if isinstance(obj, list):
         return [_untimed(v) for v in obj]
     return obj
@@ -49,13 +50,17 @@ def assert_same_derivatives(ref: Path, got: Path) -> int:
     files = [p for p in ref.rglob("*") if p.is_file() and "log" not in p.parts
              and p.suffix != ".html"]
     assert files
+    bad = []
     for f in files:
         other = got / f.relative_to(ref)
-        assert other.is_file(), f"missing after the rerun: {other}"
-        if f.suffix == ".json":
-            assert _untimed(json.loads(f.read_text())) == _untimed(json.loads(other.read_text())), f
-        else:
-            assert f.read_bytes() == other.read_bytes(), f"differs from the uninterrupted run: {f}"
+        if not other.is_file():
+            bad.append(f"missing after the rerun: {other}")
+        elif f.suffix == ".json":
+            if _untimed(json.loads(f.read_text())) != _untimed(json.loads(other.read_text())):
+                bad.append(f"JSON differs: {other}")
+        elif f.read_bytes() != other.read_bytes():
+            bad.append(f"bytes differ: {other}")
+    assert not bad, "differs from the uninterrupted run:\n" + "\n".join(bad)
     return len(files)
 
 
@@ -160,3 +165,27 @@ def test_kill_9_halfway_then_rerun_resumes(bids, reference, tmp_path):
     assert main(_series_01(bids, out, work)) == 0
     assert prepared.stat().st_mtime_ns == mtime
     assert assert_same_derivatives(reference["out"] / "sub-01", out / "sub-01") > 20
+
+
+def test_group_failure_then_rerun(bids, reference, tmp_path, monkeypatch, capsys):
+    """A failed group level names the task and its crash report (no '_error.pklz' that does
+    not exist); the rerun with the same -w succeeds and writes the reference's table."""
+    import shutil
+
+    out, work = tmp_path / "out", tmp_path / "work"
+    shutil.copytree(reference["out"], out, ignore=shutil.ignore_patterns("group"))
+    argv = [str(bids), str(out), "group", "-w", str(work), "--nprocs", "2"]
+    monkeypatch.setenv(ENV, "fail@subject_metrics[1]")
+    assert main(argv) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "subject_metrics[1] (" in err[0] and "_error.pklz" not in err[0]
+    crash = Path(err[0].split("crash report: ")[1].split(" (and")[0])
+    assert crash.is_file() and crash.parents[2] == out / "sub-02"    # the subject it failed on
+    monkeypatch.delenv(ENV)
+    assert main(argv) == 0
+    name = "group/prismflow_metrics.tsv"
+    got = [ln.split("\t") for ln in (out / name).read_text().splitlines()]
+    ref = [ln.split("\t") for ln in (reference["out"] / name).read_text().splitlines()]
+    untimed = [[r for r in rows if not RUN_KEYS.search(r[3] if len(r) > 3 else "")]
+               for rows in (got, ref)]
+    assert untimed[0] == untimed[1]
