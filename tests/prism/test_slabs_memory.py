@@ -23,12 +23,6 @@ def _volume(shape=(6, 5, 12), seed=0):
     return ph.signal[:n].reshape(shape + (-1,)).astype(np.float32), ph.acquisition
 
 
-def test_bytes_per_voxel_grows_with_measurements_and_fibres():
-    assert bytes_per_voxel(288, 3) > bytes_per_voxel(100, 3) > bytes_per_voxel(100, 1)
-    # measured on the brain phantom: ≈ 13 kB per voxel at N = 288, K = 3
-    assert 12_000 < bytes_per_voxel(288, 3) < 20_000
-
-
 def test_budget_sets_the_slab_thickness():
     mask = np.ones((40, 40, 60), bool)
     per_slice = 1600 * bytes_per_voxel(288, 3) / 2**30
@@ -44,9 +38,24 @@ def test_stitching_memory_is_counted():
     assert stitch_gib(1000, 288, 3, slab_size=30, slab_overlap=5) < full / 500
 
 
-def test_defaults_and_peaks_are_positive():
-    assert default_budget_gib("cpu") >= 0.25
-    assert peak_rss_gib() > 0
+def test_default_budget_is_half_the_available_ram_and_peak_rss_tracks_allocations():
+    """Against the kernel's own figures: MemAvailable from /proc/meminfo, and the peak RSS
+    after touching a 256 MiB array."""
+    from pathlib import Path
+
+    from prismflow.prism.memory import CPU_DEFAULT_FRACTION
+
+    meminfo = Path("/proc/meminfo")
+    if not meminfo.is_file():
+        pytest.skip("no /proc/meminfo")
+    avail = next(int(line.split()[1]) for line in meminfo.read_text().splitlines()
+                 if line.startswith("MemAvailable:")) / 2**20
+    budget = default_budget_gib("cpu")
+    assert budget == pytest.approx(max(0.25, CPU_DEFAULT_FRACTION * avail), rel=0.2)
+    before = peak_rss_gib()
+    block = np.ones(2**25)                          # 256 MiB, written
+    assert peak_rss_gib() - before > 0.2 or before > 0.25 + block.nbytes / 2**30
+    del block
 
 
 def test_device_auto_falls_back_to_cpu(monkeypatch):
@@ -67,7 +76,10 @@ def test_workers_never_oversubscribe_the_cores(monkeypatch):
 
 def test_memory_budget_thins_the_slabs_and_fit_still_matches(caplog, monkeypatch):
     dwi, acq = _volume()
-    cfg = PrismConfig.for_volume(n_iter=15)
+    # each slab fits its own bias field; on 6-slice slabs of this 12-slice toy volume that field
+    # is weakly determined and moves the WM map (r = 0.86 thin vs thick with it, 0.94 without),
+    # which is not what this test is about: the budget's effect on the slab plan
+    cfg = PrismConfig.for_volume(n_iter=15).replace(calibration={"bias_field": False})
     thick = fit_volume(dwi, acq, None, cfg, slab_size=12, slab_overlap=2, workers=1, progress=False)
     per_slice_gib = 30 * bytes_per_voxel(len(acq), 3) / 2**30
     monkeypatch.setattr("prismflow.prism.volume.WORKER_OVERHEAD_GIB", 0.0)
@@ -136,10 +148,22 @@ def test_same_seed_same_volume_fit():
     assert np.array_equal(a.fractions, b.fractions) and np.array_equal(a.directions, b.directions)
 
 
-def test_warm_start_runs_through_fit_volume():
-    dwi, acq = _volume()
-    cfg = PrismConfig.for_volume(n_iter=5)
-    fit = fit_volume(dwi, acq, None, cfg, slab_size=12, slab_overlap=2, workers=1, progress=False,
-                     warm_start="sd")
-    assert fit.info["warm_start"] == "sd"
-    assert np.all(np.isfinite(fit.fractions))
+def test_warm_start_starts_closer_to_the_truth_than_the_random_start():
+    """With few iterations the spherical-deconvolution start leaves the fit nearer the
+    phantom's true directions (dipy-style multi-tensor ground truth) than the random start."""
+    from prismflow.metrics.peaks import score_peaks
+
+    shape = (6, 5, 12)
+    n = int(np.prod(shape))
+    ph = make_crossing_phantom(snr=30, angles_deg=(60, 90), n_per_angle=n // 2,
+                               n_single=n - 2 * (n // 2), seed=0, n_dirs=30, n_b0=3)
+    dwi = ph.signal[:n].reshape(shape + (-1,)).astype(np.float32)
+    cfg = PrismConfig.for_volume(n_iter=4)
+    errors = {}
+    for start in (None, "sd"):
+        fit = fit_volume(dwi, ph.acquisition, None, cfg, slab_size=12, slab_overlap=2, workers=1,
+                         progress=False, warm_start=start)
+        assert fit.info["warm_start"] == start
+        errors[start] = float(score_peaks(fit.directions, fit.present(), ph.true_dirs[:n],
+                                          ph.n_fibres[:n]).best_match_deg.mean())
+    assert errors["sd"] < errors[None], errors
