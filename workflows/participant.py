@@ -17,7 +17,8 @@ from .actions import ACTIONS, Context, add_baselines
 from .recipes import validate_recipe
 
 OUTPUTS = ["mask", "prism_maps", "prism_peaks", "prism_info", "baseline_peaks",
-           "baseline_scanner_peaks", "baseline_info", "tractograms", "connectomes", "derivatives", "report"]
+           "baseline_scanner_peaks", "baseline_info", "tractograms", "connectomes", "derivatives",
+           "report"]
 
 
 @workflow.define(outputs=OUTPUTS)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from prismflow.cli.parser import build_parser
@@ -23,8 +25,19 @@ def test_version(capsys):
 
 
 def test_help_recipes(capsys):
+    """Every recipe file in the source tree's workflows/recipes/ is listed (there must be some:
+    an empty listing fails), with each action of its steps."""
+    import yaml
+
+    shipped = sorted((Path(__file__).resolve().parents[2] / "workflows" / "recipes").glob("*.yaml"))
     assert main(["--help-recipes"]) == 0
-    assert "default" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert len(shipped) >= 3
+    for f in shipped:
+        recipe = yaml.safe_load(f.read_text())
+        line = next(ln for ln in out.splitlines() if ln.strip().startswith(f.stem + " "))
+        assert recipe["description"][:30] in line, f.stem
+        assert all(step["action"] in out for step in recipe["steps"])
 
 
 def _one_line_error(capsys, argv, match):

@@ -1,4 +1,4 @@
-"""Meshes and P1 FEM blocks of the Bloch–Torrey simulator (issue 5)."""
+"""Meshes and P1 FEM blocks of the Bloch–Torrey simulator."""
 
 import math
 

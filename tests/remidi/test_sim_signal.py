@@ -1,4 +1,4 @@
-"""Matrix-formalism signal against independent references (issue 5 acceptance list)."""
+"""Matrix-formalism signal against independent references (analytic limits, the MISST table)."""
 
 import math
 from pathlib import Path
