@@ -17,10 +17,10 @@ logger = logging.getLogger(__name__)
 
 
 def default_cache_dir(kind: str) -> str:
-    """``$PRISMFLOW_CACHE/<kind>`` or ``~/.cache/prismflow/<kind>``."""
-    root = os.environ.get("PRISMFLOW_CACHE") or os.path.join(os.path.expanduser("~"), ".cache",
-                                                             "prismflow")
-    return os.path.join(root, kind)
+    """The cache folder of builds of ``kind`` (:func:`prismflow.cache.user_cache_dir`)."""
+    from ..cache import user_cache_dir
+
+    return str(user_cache_dir(kind))
 
 
 @contextmanager

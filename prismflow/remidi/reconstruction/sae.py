@@ -222,10 +222,9 @@ def sae_cache_dir() -> Path:
 
     ``$PRISMFLOW_CACHE``, else ``$XDG_CACHE_HOME/prismflow``, else ``~/.cache/prismflow``.
     """
-    if os.environ.get("PRISMFLOW_CACHE"):
-        return Path(os.environ["PRISMFLOW_CACHE"])
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "prismflow"
+    from ...cache import user_cache_dir
+
+    return user_cache_dir()
 
 
 def load_sae(
