@@ -146,6 +146,10 @@ def _failure(job_dir: Path, sources: _Sources) -> Failure | None:
         task, node, index = job.task, job.name, job.state_index
     except Exception:
         task, node, index = None, job_dir.name.split("-")[0], None
+    if node == "main" and task is not None:  # the top job: name it after what it runs
+        inner = getattr(task, "defn", None)  # pydra wraps a split task in a 'Split' workflow
+        task = inner if inner is not None and type(task).__name__ == "Split" else task
+        node = type(task).__name__
     message = err.get("error message", "")
     text = "".join(message) if isinstance(message, (list, tuple)) else str(message)
     doc = (type(task).__doc__ or "").strip().splitlines() if task is not None else []

@@ -13,6 +13,7 @@ import subprocess
 import sys
 
 import pytest
+from pydra.compose import workflow
 
 from prismflow.engine import EngineConfig, EngineError, run_task
 from prismflow.engine.cache import LEASE_NAME, clean_stale, job_state, lease_cache
@@ -102,3 +103,19 @@ def test_fault_spec_parsing():
     with pytest.raises(ValueError, match="expected"):
         parse("explode@prepare")
     assert issubclass(InjectedFault, RuntimeError)
+
+
+@workflow.define
+def BrokenWorkflow(x: int) -> int:
+    """Build a workflow that cannot be built."""
+    raise ValueError(f"cannot build for x={x}")
+
+
+def test_workflow_level_failure_is_named_after_the_workflow(tmp_path):
+    """No task failed (the workflow could not be built): the workflow is reported, by name."""
+    with pytest.raises(EngineError) as info:
+        run_task(BrokenWorkflow().split(x=[1]), EngineConfig(worker="debug",
+                                                             cache_root=str(tmp_path)))
+    first = info.value.failures[0]
+    assert first.workflow and "BrokenWorkflow" in str(info.value).split(" failed")[0]
+    assert "ValueError: cannot build for x=1" in first.error_line
