@@ -36,15 +36,23 @@ def _sphere(n: int = 1000) -> tuple[np.ndarray, np.ndarray]:
 
 def _deconvolution_matrix(acq: Acquisition, cfg: PrismConfig, sphere: np.ndarray,
                           ridge: float) -> np.ndarray:
-    """(P + 3, N) ridge pseudo-inverse of the design [fibre kernels on the sphere | isotropic]."""
-    d = cfg.diffusivities
-    b = np.asarray(acq.bvals, dtype=np.float64)
-    c2 = (np.asarray(acq.bvecs, dtype=np.float64) @ sphere.T) ** 2              # (N, P)
-    stick = np.exp(-b[:, None] * d.axial * c2)
-    zep = np.exp(-b[:, None] * (d.radial + (d.axial - d.radial) * c2))
-    fibre = 0.5 * (stick + zep)
-    iso = np.stack([np.exp(-b * d.csf), np.exp(-b * d.gm), np.exp(-b * d.restricted)], axis=1)
-    a = np.concatenate([fibre, iso], axis=1)                                   # (N, P + 3)
+    """(P + 3, N) ridge pseudo-inverse of the design [fibre kernels on the sphere | isotropic].
+
+    The columns are the forward model's own signals (:func:`prismflow.prism.model.predict`):
+    one fibre along each sphere direction with f_in = ½, then pure CSF, GM and restricted.
+    """
+    from .model import predict
+
+    p = sphere.shape[0]
+    k = cfg.n_fibres
+    frac = np.zeros((p + 3, 3 + k))
+    frac[:p, 3] = 1.0
+    frac[np.arange(p, p + 3), np.arange(3)] = 1.0
+    dirs = np.zeros((p + 3, k, 3))
+    dirs[:, :, 2] = 1.0
+    dirs[:p, 0] = sphere
+    a = predict(acq, s0=np.ones(p + 3), fractions=frac, directions=dirs,
+                f_in=np.full((p + 3, k), 0.5), diffusivities=cfg.diffusivities).T    # (N, P + 3)
     reg = ridge * np.trace(a.T @ a) / a.shape[1]
     return np.linalg.solve(a.T @ a + reg * np.eye(a.shape[1]), a.T)
 
