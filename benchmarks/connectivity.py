@@ -64,6 +64,9 @@ def build_parser():
     p.add_argument("--cache", metavar="DIR", help="keep each source's fixels here (npz) and reuse "
                    "them on reruns (tracking settings can then change without refitting)")
     p.add_argument("--shape", type=int, default=None, help="grid size override of the preset")
+    p.add_argument("--interpolation", default="trilinear", choices=("trilinear", "nearest"))
+    p.add_argument("--combine", nargs="+", metavar="JSON", help="print the table of earlier runs' "
+                   "--json files (e.g. one per seed, run in parallel) instead of running")
     p.add_argument("--json", metavar="FILE")
     p.add_argument("-v", "--verbose", action="store_true")
     return p
@@ -139,8 +142,45 @@ def ifod2(ph, args, seed, tmp):
     return [np.asarray(s, np.float32) for s in nib.streamlines.load(f"{tmp}/t.tck").streamlines]
 
 
+def print_table(rows, title):
+    """Mean ± SD over seeds of every score, one row per source (Markdown)."""
+    names = list(dict.fromkeys(r["source"] for r in rows))
+    print(f"\n{title}")
+    print("| fibres from | weighted connectome error | Pearson r | valid % | invalid % | "
+          "no connection % | valid bundles | invalid bundles | fit CPU s |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for n in names:
+        rs = [r for r in rows if r["source"] == n]
+        m = lambda k: float(np.mean([r.get(k, 0.0) for r in rs]))  # noqa: E731
+        s = lambda k: float(np.std([r.get(k, 0.0) for r in rs]))  # noqa: E731
+        print(f"| {n} | {m('weighted_error'):.3f} ± {s('weighted_error'):.3f} | "
+              f"{m('pearson_r'):.3f} | {100 * m('valid'):.1f} | {100 * m('invalid'):.1f} ± "
+              f"{100 * s('invalid'):.1f} | {100 * m('no_connection'):.1f} | "
+              f"{m('valid_bundles'):.1f} / {rs[0]['n_true_bundles']} | {m('invalid_bundles'):.1f} | "
+              f"{m('fit_cpu_seconds'):.0f} |")
+    seeds = sorted({r["seed"] for r in rows})
+    for sd in seeds:
+        rs = {r["source"]: r for r in rows if r["seed"] == sd}
+        peers = [n for n in rs if n not in ("truth", "prism", "prism-prob", "mrtrix-ifod2")]
+        if "prism" in rs and "truth" in rs and peers:
+            best = min(peers, key=lambda n: rs[n]["weighted_error"])
+            e_t, e_p, e_b = (rs[k]["weighted_error"] for k in ("truth", "prism", best))
+            inv_ok = all(rs["prism"]["invalid"] < rs[n]["invalid"] for n in peers)
+            print(f"seed {sd}: PRISM error {e_p:.3f} is {'closer to' if e_p - e_t < e_b - e_p else 'NOT closer to'} "
+                  f"truth ({e_t:.3f}) than to the best peer ({best} {e_b:.3f}); PRISM invalid "
+                  f"{100 * rs['prism']['invalid']:.1f} % {'below' if inv_ok else 'NOT below'} every peer's")
+
+
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
+    if args.combine:
+        runs = [json.load(open(f)) for f in args.combine]
+        rows = [r for run in runs for r in run["rows"]]
+        print_table(rows, f"combined from {', '.join(args.combine)}; fixel tracking {runs[0]['tracking']}")
+        cpu = sum(r["cpu_s"] for r in runs)
+        print(f"\nCPU {cpu:.0f} s in all (sum over the runs), wall per run "
+              f"{', '.join(str(round(r['wall_s'])) for r in runs)} s")
+        return 0
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING)
     import tempfile
 
@@ -150,7 +190,8 @@ def main(argv=None) -> int:
 
     sources = [s.strip() for s in args.sources.split(",") if s.strip()]
     cfg = FixelTrackingConfig(step_mm=args.step_mm, angle_deg=args.angle_deg,
-                              min_fraction=args.min_fraction, seeds_per_voxel=args.seeds_per_voxel)
+                              min_fraction=args.min_fraction, seeds_per_voxel=args.seeds_per_voxel,
+                              interpolation=args.interpolation)
     pcfg = FixelTrackingConfig(**{**cfg.__dict__, "probabilistic": True})
     t_start, c_start = time.perf_counter(), cpu_seconds()
     rows = []
@@ -207,35 +248,22 @@ def main(argv=None) -> int:
                 sl = ifod2(ph, args, seed, tmp)
                 sc, _ = score_connectivity(sl, ph.labels, ph.affine, ph.weights)
                 rows.append(dict(seed=seed, source="mrtrix-ifod2", fit_seconds=0.0,
+                                 fit_cpu_seconds=float("nan"),
                                  track_seconds=time.perf_counter() - t1, **sc.to_dict()))
                 print(f"  {'mrtrix-ifod2':12s} err {sc.weighted_error:.3f}  r {sc.pearson_r:.3f}  "
                       f"invalid {100 * sc.invalid:.1f} %", flush=True)
     wall, cpu_total = time.perf_counter() - t_start, cpu_seconds() - c_start
-    names = list(dict.fromkeys(r["source"] for r in rows))
-    print(f"\nDiSCo-like phantom '{args.preset}', SNR {args.snr:g}, seeds {args.seeds}; "
-          f"fixel tracking {cfg.to_dict()}")
-    print("| fibres from | weighted connectome error | Pearson r | valid % | invalid % | "
-          "no connection % | valid bundles | invalid bundles |")
-    print("|---|---|---|---|---|---|---|---|")
-    summary = {}
-    for n in names:
-        rs = [r for r in rows if r["source"] == n]
-        m = lambda k: float(np.mean([r[k] for r in rs]))  # noqa: E731
-        s = lambda k: float(np.std([r[k] for r in rs]))  # noqa: E731
-        summary[n] = {k: m(k) for k in ("weighted_error", "pearson_r", "valid", "invalid",
-                                        "no_connection", "valid_bundles", "invalid_bundles")}
-        print(f"| {n} | {m('weighted_error'):.3f} ± {s('weighted_error'):.3f} | "
-              f"{m('pearson_r'):.3f} | {100 * m('valid'):.1f} | {100 * m('invalid'):.1f} | "
-              f"{100 * m('no_connection'):.1f} | {m('valid_bundles'):.1f} / "
-              f"{rs[0]['n_true_bundles']} | {m('invalid_bundles'):.1f} |")
+    print_table(rows, f"DiSCo-like phantom '{args.preset}', SNR {args.snr:g}, seeds {args.seeds}; "
+                f"fixel tracking {cfg.to_dict()}")
     load = os.getloadavg()
     print(f"\nwall {wall:.0f} s, CPU {cpu_total:.0f} s (this process and its MRtrix3 children), load average {load[0]:.1f} "
           f"{load[1]:.1f} {load[2]:.1f}, OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS')}")
     print("command: python benchmarks/connectivity.py " + " ".join(sys.argv[1:] if argv is None else argv))
     if args.json:
         with open(args.json, "w") as fh:
-            json.dump({"rows": rows, "summary": summary, "wall_s": wall, "cpu_s": cpu_total,
-                       "tracking": cfg.to_dict(), "argv": sys.argv}, fh, indent=1)
+            json.dump({"rows": rows, "wall_s": wall, "cpu_s": cpu_total,
+                       "load": os.getloadavg(), "tracking": cfg.to_dict(), "argv": sys.argv},
+                      fh, indent=1)
     return 0
 
 
