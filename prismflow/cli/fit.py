@@ -58,7 +58,10 @@ references:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from ..prism.config import PrismConfig, VolumeConfig
     from .parser import _non_negative_int, _positive_int, positive_float
+
+    vol, model_defaults = VolumeConfig(), PrismConfig()
 
     p = argparse.ArgumentParser(
         prog="prismflow-fit", description=DESCRIPTION, epilog=EPILOG,
@@ -77,20 +80,20 @@ def build_parser() -> argparse.ArgumentParser:
     model.add_argument("--loss", choices=("mse", "nll"), default=None,
                        help="data fidelity: mse, or Rician nll with learned sigma (default: mse)")
     model.add_argument("--fibres", type=_positive_int, default=None,
-                       help="fibres per voxel K (default: 3)")
+                       help=f"fibres per voxel K (default: {model_defaults.n_fibres})")
     model.add_argument("--iters", type=int, default=None,
                        help="iterations per slab (default: 100, as the paper's whole-brain run)")
     model.add_argument("--priors", choices=("volume", "voxelwise"), default="volume",
                        help="volume: spatial priors and calibration on (default); voxelwise: "
                             "independent voxels, repulsion and sparsity only")
     model.add_argument("--seed", type=int, default=None,
-                       help="seed of the random start (default: PrismConfig's, 0)")
+                       help=f"seed of the random start (default: {model_defaults.seed})")
     run = p.add_argument_group("slabs and compute")
     run.add_argument("--slab-size", type=_positive_int, default=None, metavar="SLICES",
                      help="most slices per slab along z; --mem-gb may make slabs thinner "
-                          "(default: 30, as the paper)")
+                          f"(default: {vol.slab_size}, as the paper)")
     run.add_argument("--slab-overlap", type=_non_negative_int, default=None, metavar="SLICES",
-                     help="slices shared by neighbouring slabs (default: 5)")
+                     help=f"slices shared by neighbouring slabs (default: {vol.slab_overlap})")
     run.add_argument("--mem-gb", type=positive_float, default=None, metavar="GIB",
                      help="memory budget of the whole fit in GiB: every slab fitted at once plus "
                           "the stitched result (default: half the free RAM, 80%% of free GPU "
