@@ -88,6 +88,13 @@ def build_parser() -> argparse.ArgumentParser:
                             "independent voxels, repulsion and sparsity only")
     model.add_argument("--seed", type=int, default=None,
                        help=f"seed of the random start (default: {model_defaults.seed})")
+    model.add_argument("--fixed-diffusivities", action="store_true",
+                       help="fit with the constant diffusivities of the config instead of "
+                            "estimating D-parallel/D-perp (and CSF/GM) from the data once per volume")
+    model.add_argument("--fibre-selection", choices=("evidence", "threshold"), default=None,
+                       help="evidence: a fibre is kept only when the data support it (per-voxel "
+                            "information criterion with the b0 noise; default); threshold: "
+                            "fraction thresholds alone")
     run = p.add_argument_group("slabs and compute")
     run.add_argument("--slab-size", type=_positive_int, default=None, metavar="SLICES",
                      help="most slices per slab along z; --mem-gb may make slabs thinner "
@@ -153,8 +160,11 @@ def run(args) -> Path:
     base = PrismConfig.for_volume() if args.priors == "volume" else PrismConfig(n_iter=100)
     # options left unset are None: the config dataclasses keep their own defaults
     changes = {k: v for k, v in dict(loss=args.loss, n_fibres=args.fibres, seed=args.seed,
-                                     device=args.device, n_iter=args.iters).items()
+                                     device=args.device, n_iter=args.iters,
+                                     fibre_selection=args.fibre_selection).items()
                if v is not None}
+    if args.fixed_diffusivities:
+        changes["estimate_diffusivities"] = False
     try:
         cfg = base.replace(**changes)
         volume = VolumeConfig().with_changes(slab_size=args.slab_size,
