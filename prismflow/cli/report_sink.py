@@ -21,12 +21,14 @@ def write_reports(out_dir: Path, inputs: list, outputs, *, run_id: str, command:
     from prismflow.reports.html import crash_reports_of, series_name
     from prismflow.reports.subject import write_subject_report
 
+    # failures that name no single subject are reported under <out>/log/<run_id>/: every page
+    run_wide = crash_reports_of(out_dir / "log" / run_id)
     by_subject: dict[str, list[int]] = defaultdict(list)
     for i, dwi in enumerate(inputs):
         by_subject[dwi.subject].append(i)
     written = []
     for subject, idx in by_subject.items():
-        series, crashes, files = [], [], {}
+        series, crashes, files = [], list(run_wide), {}
         for i in idx:
             dwi = inputs[i]
             sections = None

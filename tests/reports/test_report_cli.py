@@ -54,6 +54,9 @@ def test_one_page_per_subject_with_every_session_and_its_crash_reports(tmp_path)
     crash = tmp_path / "out" / "sub-01" / "ses-b" / "log" / "run1" / "crash-fit_slab-1.txt"
     crash.parent.mkdir(parents=True)
     crash.write_text("ValueError: bad slab\n")
+    run_wide = tmp_path / "out" / "log" / "run1" / "crash-ParticipantWorkflow.txt"
+    run_wide.parent.mkdir(parents=True)
+    run_wide.write_text("RuntimeError: hashes changed\n")
     pages = write_reports(tmp_path / "out", inputs, SimpleNamespace(report=reports),
                           run_id="run1", command="prismflow …", seconds=1.0,
                           steps=[{"name": "fit_slab", "jobs": 2, "seconds": 3.0}],
@@ -65,4 +68,5 @@ def test_one_page_per_subject_with_every_session_and_its_crash_reports(tmp_path)
     assert "series number 0" in one and "series number 1" in one and "series number 2" not in one
     assert str(crash) in one and "ValueError: bad slab" in one
     two = pages[1].read_text()
-    assert "series number 2" in two and "No crash report" in two
+    assert "series number 2" in two and "ValueError: bad slab" not in two
+    assert str(run_wide) in one and str(run_wide) in two     # run-wide: on every page
