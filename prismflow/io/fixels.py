@@ -93,7 +93,8 @@ def write_fixel_directory(out_dir, mask: np.ndarray, directions: np.ndarray,
     return out_dir
 
 
-def write_prism_fixels(fit, acq, affine: np.ndarray, out_dir, *, sidecar: dict | None = None) -> Path:
+def write_prism_fixels(fit, acq, affine: np.ndarray, out_dir, *,
+                       sidecar: dict | None = None) -> Path:
     """A :class:`~prismflow.prism.PrismFit`'s present fibres as a fixel directory with
     fraction, f_in, confidence and angular_sd data files."""
     from ..prism.uncertainty import fixel_uncertainty

@@ -98,5 +98,6 @@ def score_connectivity(streamlines, labels: np.ndarray, affine: np.ndarray,
         n_streamlines=len(streamlines), valid=n_valid / s, invalid=n_invalid / s,
         no_connection=n_none / s, valid_bundles=int((reached & is_true).sum()),
         invalid_bundles=int((reached & ~is_true).sum()), n_true_bundles=int(is_true.sum()),
-        weighted_error=weighted_error(est, true_weights), pearson_r=pearson_upper(est, true_weights))
+        weighted_error=weighted_error(est, true_weights),
+        pearson_r=pearson_upper(est, true_weights))
     return scores, est

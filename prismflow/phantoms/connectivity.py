@@ -340,7 +340,8 @@ def make_connectivity_phantom(preset: str = "hard", *, seed: int = 0, snr: float
     for s, pr in zip(layout.specs, pairs):
         bundles.append(Bundle(points=_resample(s["points"], 0.1) + centre,
                               radius=float(rng.uniform(*radius_range)),
-                              evals=(float(rng.uniform(*lpar_range)), float(rng.uniform(*lperp_range))),
+                              evals=(float(rng.uniform(*lpar_range)),
+                                     float(rng.uniform(*lperp_range))),
                               rois=pr, kind=s["kind"], angle_deg=s["angle"]))
     roi_centres = roi_centres + centre
 

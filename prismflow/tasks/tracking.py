@@ -47,7 +47,8 @@ def TrackPeaks(peaks: File, mask: File, config: dict, seed: int = 0) -> tuple[Fi
     from prismflow.tracking import TrackingConfig, save_trk, track_peaks
 
     dirs, amps, affine = load_peaks(peaks)
-    cfg = TrackingConfig(**{k: v for k, v in config.items() if k in TrackingConfig.__dataclass_fields__})
+    names = TrackingConfig.__dataclass_fields__
+    cfg = TrackingConfig(**{k: v for k, v in config.items() if k in names})
     sl = track_peaks(dirs, amps, load_mask(mask), affine, cfg, seed=seed)
     method = peaks_method(peaks)
     out = Path(f"tracts_{method}.trk").absolute()

@@ -36,7 +36,8 @@ def end_labels(streamlines, labels: np.ndarray, affine: np.ndarray, *,
         s = np.asarray(s, dtype=np.float64)
         if len(s) < 2:
             continue
-        out[n] = (_end_label(s, labels, inv, search_mm), _end_label(s[::-1], labels, inv, search_mm))
+        out[n] = (_end_label(s, labels, inv, search_mm),
+                  _end_label(s[::-1], labels, inv, search_mm))
     return out
 
 
@@ -81,8 +82,8 @@ def connectome(streamlines, labels: np.ndarray, affine: np.ndarray, *, search_mm
 def save_connectome_csv(matrix: np.ndarray, label_ids, path) -> None:
     """Write the matrix as CSV with a header row and first column of label ids."""
     header = "label," + ",".join(str(int(x)) for x in label_ids)
-    fmt = (lambda v: str(int(v))) if np.issubdtype(np.asarray(matrix).dtype, np.integer) else repr  # noqa: E731
-    rows = [f"{int(lab)}," + ",".join(fmt(float(v)) if fmt is repr else fmt(v) for v in row)
+    integer = np.issubdtype(np.asarray(matrix).dtype, np.integer)
+    rows = [f"{int(lab)}," + ",".join(str(int(v)) if integer else repr(float(v)) for v in row)
             for lab, row in zip(label_ids, matrix)]
     with open(path, "w") as fh:
         fh.write(header + "\n" + "\n".join(rows) + "\n")

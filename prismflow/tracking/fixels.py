@@ -114,7 +114,8 @@ def _pick(dirs, amps, sd, pos, prev, cfg, mask, rng):
         base = np.floor(pos).astype(np.int64)
         frac = pos - base
         corners = base[:, None, :] + _CORNERS[None]                       # (S, 8, 3)
-        weights = np.prod(np.where(_CORNERS[None] == 1, frac[:, None, :], 1 - frac[:, None, :]), axis=2)
+        weights = np.prod(np.where(_CORNERS[None] == 1, frac[:, None, :], 1 - frac[:, None, :]),
+                          axis=2)
         ok_c = np.all((corners >= 0) & (corners < shape), axis=2)
         corners = np.where(ok_c[..., None], corners, 0)
         ok_c &= mask[corners[..., 0], corners[..., 1], corners[..., 2]]
