@@ -169,6 +169,11 @@ def print_table(rows, title):
             print(f"seed {sd}: PRISM error {e_p:.3f} is {'closer to' if e_p - e_t < e_b - e_p else 'NOT closer to'} "
                   f"truth ({e_t:.3f}) than to the best peer ({best} {e_b:.3f}); PRISM invalid "
                   f"{100 * rs['prism']['invalid']:.1f} % {'below' if inv_ok else 'NOT below'} every peer's")
+        if "prism-prob" in rs and "mrtrix-ifod2" in rs:
+            a, b = rs["prism-prob"], rs["mrtrix-ifod2"]
+            print(f"seed {sd}: probabilistic: PRISM (curvature spread) error {a['weighted_error']:.3f}, "
+                  f"invalid {100 * a['invalid']:.1f} %; MRtrix3 iFOD2 on CSD error "
+                  f"{b['weighted_error']:.3f}, invalid {100 * b['invalid']:.1f} %")
 
 
 def main(argv=None) -> int:
