@@ -1,0 +1,36 @@
+"""The slab and memory options of both command lines: one name each, validated at the parser,
+unset options left to the config dataclasses."""
+
+import pytest
+
+from prismflow.cli.fit import build_parser as fit_parser
+from prismflow.cli.parser import build_parser as app_parser
+
+FIT = ["dwi.nii.gz", "--bval", "b", "--bvec", "v", "--out", "o"]
+APP = ["bids", "out", "participant"]
+
+
+@pytest.mark.parametrize("argv", [FIT + ["--slab-size", "0"], FIT + ["--slab-overlap", "-1"],
+                                  FIT + ["--mem-gb", "0"], FIT + ["--workers", "0"],
+                                  APP + ["--slab-size", "0"], APP + ["--mem-gb", "-2"]])
+def test_bad_sizes_are_usage_errors(argv, capsys):
+    parser = fit_parser() if argv[0] == "dwi.nii.gz" else app_parser()
+    with pytest.raises(SystemExit) as exc:
+        parser.parse_args(argv)
+    assert exc.value.code == 2
+    assert "must be" in capsys.readouterr().err
+
+
+def test_unset_options_are_none_so_the_dataclasses_decide():
+    args = fit_parser().parse_args(FIT)
+    assert (args.slab_size, args.slab_overlap, args.mem_gb, args.seed, args.device,
+            args.workers, args.fibres, args.loss) == (None,) * 8
+    assert not hasattr(args, "threads")                     # it never had an effect: gone
+    app = app_parser().parse_args(APP + ["--mem-gb", "3.5"])
+    assert app.mem_gb == 3.5 and app.slab_size is None and app.slab_overlap is None
+
+
+def test_mem_gb_help_says_it_budgets_the_whole_fit():
+    text = " ".join(fit_parser().format_help().split())
+    mem = text[text.index("--mem-gb GIB"):text.index("--device")]
+    assert "memory budget of the whole fit" in mem and "per slab" not in mem
