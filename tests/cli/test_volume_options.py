@@ -32,5 +32,6 @@ def test_unset_options_are_none_so_the_dataclasses_decide():
 
 def test_mem_gb_help_says_it_budgets_the_whole_fit():
     text = " ".join(fit_parser().format_help().split())
-    mem = text[text.index("--mem-gb GIB"):text.index("--device")]
+    start = text.index("--mem-gb GIB memory")
+    mem = text[start:text.index("--device", start)]
     assert "memory budget of the whole fit" in mem and "per slab" not in mem
