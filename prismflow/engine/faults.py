@@ -4,7 +4,7 @@ Set ``PRISMFLOW_INJECT_FAULT`` to a comma-separated list of ``<mode>@<node>[<ind
 
 * ``mode`` — ``fail`` (the task raises :class:`InjectedFault`) or ``hang`` (the task prints one
   line to stderr, ``prismflow: injected hang in <node> …``, then sleeps until it is killed);
-* ``node`` — the workflow node's name (``prepare``, ``fit_slab``, ``stitch_slabs``, …);
+* ``node`` — the workflow node's name (``prepare``, ``plan_volume``, ``fit_slab``, ``stitch_volume``, …);
 * ``index`` — optional state index of a split node (``fit_slab[1]``); all states when omitted.
 
 Example: ``PRISMFLOW_INJECT_FAULT=fail@stitch_slabs prismflow bids out participant``.
