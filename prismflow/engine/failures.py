@@ -18,6 +18,10 @@ import cloudpickle as cp
 logger = logging.getLogger(__name__)
 
 _ERROR_LINE = re.compile(r"^\s*(?:[\w.]+\.)?(\w*(?:Error|Exception|Fault|Interrupt|Exit)): (.+)$")
+#: ``package.module.SomeName: message`` — an exception line whatever the class is called
+_DOTTED_LINE = re.compile(r"^\s*(?:[a-z_]\w*\.)+([A-Z]\w*): (.+)$")
+#: What an exception that names no cause means for a prismflow user
+_HINTS = {"BrokenProcessPool": "a worker process died (out of memory, or killed)"}
 
 
 @dataclass
@@ -57,10 +61,11 @@ class Failure:
 def first_error_line(text: str) -> str:
     """The last ``SomeError: message`` line of ``text`` (else its last non-empty line)."""
     lines = [ln for ln in text.splitlines() if ln.strip()]
-    hits = [m for m in map(_ERROR_LINE.match, lines) if m]
+    hits = [m for m in (_ERROR_LINE.match(ln) or _DOTTED_LINE.match(ln) for ln in lines) if m]
     if hits:
         name, msg = hits[-1].groups()
-        return f"{name}: {msg.strip()}"
+        hint = f" [{_HINTS[name]}]" if name in _HINTS else ""
+        return f"{name}: {msg.strip()}{hint}"
     return lines[-1].strip() if lines else "unknown error"
 
 

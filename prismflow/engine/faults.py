@@ -2,8 +2,10 @@
 
 Set ``PRISMFLOW_INJECT_FAULT`` to a comma-separated list of ``<mode>@<node>[<index>]``:
 
-* ``mode`` — ``fail`` (the task raises :class:`InjectedFault`) or ``hang`` (the task prints one
-  line to stderr, ``prismflow: injected hang in <node> …``, then sleeps until it is killed);
+* ``mode`` — ``fail`` (the task raises :class:`InjectedFault`), ``hang`` (the task prints one
+  line to stderr, ``prismflow: injected hang in <node> …``, then sleeps until it is killed) or
+  ``kill`` (the process running the task kills itself with SIGKILL, as the out-of-memory killer
+  would; with ``--worker debug`` that is prismflow itself);
 * ``node`` — the workflow node's name (``prepare``, ``plan_volume``, ``fit_slab``, ``stitch_volume``, …);
 * ``index`` — optional state index of a split node (``fit_slab[1]``); all states when omitted.
 
@@ -20,12 +22,13 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import sys
 import time
 
 ENV = "PRISMFLOW_INJECT_FAULT"
 
-_SPEC = re.compile(r"^(fail|hang)@([A-Za-z0-9_]+)(?:\[(\d+)\])?$")
+_SPEC = re.compile(r"^(fail|hang|kill)@([A-Za-z0-9_]+)(?:\[(\d+)\])?$")
 
 
 class InjectedFault(RuntimeError):
@@ -39,7 +42,8 @@ def parse(text: str | None) -> list[tuple[str, str, int | None]]:
     for item in filter(None, (s.strip() for s in (text or "").split(","))):
         m = _SPEC.match(item)
         if not m:
-            raise ValueError(f"{ENV}={text!r}: expected <fail|hang>@<node>[<index>], got {item!r}")
+            raise ValueError(f"{ENV}={text!r}: expected <fail|hang|kill>@<node>[<index>], "
+                             f"got {item!r}")
         out.append((m.group(1), m.group(2), int(m.group(3)) if m.group(3) else None))
     return out
 
@@ -52,6 +56,8 @@ class _Fault:
 
     def __call__(self, **inputs):
         where = self.node + (f"[{self.index}]" if self.index is not None else "")
+        if self.mode == "kill":
+            os.kill(os.getpid(), signal.SIGKILL)
         if self.mode == "hang":
             print(f"prismflow: injected hang in {where} (pid {os.getpid()})", file=sys.stderr,
                   flush=True)

@@ -98,8 +98,8 @@ def test_cache_in_use_by_a_live_run_is_shared_not_cleaned(tmp_path):
 
 
 def test_fault_spec_parsing():
-    assert parse("fail@fit_slab[1], hang@prepare") == [("fail", "fit_slab", 1),
-                                                        ("hang", "prepare", None)]
+    assert parse("fail@fit_slab[1], hang@prepare,kill@x") == [
+        ("fail", "fit_slab", 1), ("hang", "prepare", None), ("kill", "x", None)]
     with pytest.raises(ValueError, match="expected"):
         parse("explode@prepare")
     assert issubclass(InjectedFault, RuntimeError)
@@ -119,3 +119,15 @@ def test_workflow_level_failure_is_named_after_the_workflow(tmp_path):
     first = info.value.failures[0]
     assert first.workflow and "BrokenWorkflow" in str(info.value).split(" failed")[0]
     assert "ValueError: cannot build for x=1" in first.error_line
+
+
+def test_worker_process_killed_then_rerun(tmp_path, monkeypatch):
+    """A cf worker killed mid-task (as by the out-of-memory killer): one clear line, then the
+    rerun with the same cache succeeds."""
+    cfg = EngineConfig(worker="cf", cache_root=str(tmp_path), n_procs=2)
+    monkeypatch.setenv(ENV, "kill@square[1]")
+    with pytest.raises(EngineError) as info:
+        run_selftest(cfg, n=4)
+    assert "BrokenProcessPool" in str(info.value) and "worker process died" in str(info.value)
+    monkeypatch.delenv(ENV)
+    assert run_selftest(cfg, n=4).squares == [0, 1, 4, 9]
