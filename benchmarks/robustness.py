@@ -5,8 +5,10 @@ Cells = tissue × scheme × SNR (``prismflow.phantoms.multitensor``: dipy ``mult
 voxels — full tensors, per-fibre random λ∥ 1.4–2.2e-3 and λ⊥ 0.2–0.6e-3 mm²/s, unequal
 fractions, 0–30 % free water, three-fibre voxels; schemes 3-shell × 64, HCP-like 18 b0 + 3 × 90,
 clinical b = 1000/2000 × 30, single shell b = 1000 × 60). Every method sees the same voxels.
-Peers use their usual response estimated from the data; PRISM runs as ``prismflow-fit`` does
-(diffusivities estimated from the data unless ``--fixed-diffusivities``).
+Peers use their usual response estimated from the data; PRISM runs with ``PrismConfig()``
+defaults on independent voxels (no spatial priors — the voxels have no neighbours), with the
+diffusivity estimate and the evidence test that ``prismflow-fit`` also uses
+(``--fixed-diffusivities``: the old constants and fraction thresholds).
 
 Per cell and method: best-match error overall, single-fibre, per crossing angle and on
 three-fibre voxels; FP1 (single-fibre voxels reported with > 1 fibre); recall / precision / F1
