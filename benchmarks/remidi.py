@@ -57,7 +57,8 @@ from prismflow.remidi.reconstruction.mlp import train_mlp
 from prismflow.remidi.reconstruction.protocol import paper_protocol
 from prismflow.remidi.reconstruction.reconstruct import (ReconstructionConfig, reconstruct,
                                                          simulate_vertices)
-from prismflow.remidi.reconstruction.sae import TEMPLATE_LAYERS, load_sae, template_mesh
+from prismflow.remidi.reconstruction.sae import TEMPLATE_LAYERS, template_mesh
+from prismflow.remidi.reconstruction.weights import load_sae
 
 PAPER = {"bend": ("1.709 ± 0.261", "43.73 ± 14.99"), "bead": ("0.568 ± 0.086", "45.01 ± 5.13"),
          "fan": ("7.433 ± 4.844", "0.743 ± 0.24")}

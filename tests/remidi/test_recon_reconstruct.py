@@ -70,7 +70,7 @@ def test_recon_lowers_chamfer_on_held_out_bent_mesh():
     from prismflow.remidi import cylinder_mesh, simulate_signal
     from prismflow.remidi.reconstruction.deform import bend_twist
     from prismflow.remidi.reconstruction.protocol import paper_protocol
-    from prismflow.remidi.reconstruction.sae import load_sae
+    from prismflow.remidi.reconstruction.weights import load_sae
 
     mesh = cylinder_mesh(3.0, 9.0)
     v0 = mesh.vertices.detach().to(torch.float64)

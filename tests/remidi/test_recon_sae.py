@@ -5,8 +5,8 @@ import torch
 
 from prismflow.remidi import cylinder_mesh
 from prismflow.remidi.reconstruction.deform import make_dataset
-from prismflow.remidi.reconstruction.sae import (SpectralAutoEncoder, load_sae, save_sae,
-                                                 template_mesh)
+from prismflow.remidi.reconstruction.sae import SpectralAutoEncoder, save_sae, template_mesh
+from prismflow.remidi.reconstruction.weights import load_sae
 from prismflow.remidi.reconstruction.sae_training import train_sae
 from prismflow.remidi.reconstruction.spectral import SpectralBasis
 

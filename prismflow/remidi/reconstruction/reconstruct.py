@@ -418,7 +418,7 @@ class MeshReconstruction:
 
     def __init__(self, protocol: Protocol, *, sae_kind: str = "bend", sae=None,
                  config: ReconstructionConfig | None = None) -> None:
-        from .sae import load_sae
+        from .weights import load_sae
 
         self.protocol = protocol
         self.config = config or ReconstructionConfig()

@@ -99,9 +99,12 @@ class Mesh:
 
     def save(self, path: str | Path) -> None:
         """Write with meshio (format from the suffix, e.g. ``.vtu``, ``.msh``, ``.xdmf``)."""
-        from .mesh_io import save_mesh  # I/O lives apart; imported on use
+        import meshio  # optional at import time; reading lives in mesh_io
 
-        save_mesh(self, path)
+        m = meshio.Mesh(self.vertices.detach().cpu().numpy(),
+                        [("tetra", self.tetrahedra.cpu().numpy())],
+                        cell_data={"compartment": [self.compartments.cpu().numpy()]})
+        meshio.write(str(path), m)
 
 
 def tetra_volumes(vertices: torch.Tensor, tetrahedra: torch.Tensor) -> torch.Tensor:

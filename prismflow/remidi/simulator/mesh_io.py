@@ -19,13 +19,9 @@ __all__ = ["save_mesh", "load_mesh"]
 # --------------------------------------------------------------------------- I/O
 
 def save_mesh(mesh: Mesh, path: str | Path) -> None:
-    """Write a mesh with meshio; compartments go to the cell data ``compartment``."""
-    import meshio
-
-    m = meshio.Mesh(mesh.vertices.detach().cpu().numpy(),
-                    [("tetra", mesh.tetrahedra.cpu().numpy())],
-                    cell_data={"compartment": [mesh.compartments.cpu().numpy()]})
-    meshio.write(str(path), m)
+    """Write a mesh with meshio (format from the suffix); compartments go to the cell data
+    ``compartment``. Same as ``mesh.save(path)``."""
+    mesh.save(path)
 
 
 def load_mesh(path: str | Path) -> Mesh:
