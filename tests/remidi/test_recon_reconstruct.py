@@ -34,7 +34,8 @@ def test_recon_loop_lowers_the_loss_and_keeps_the_best():
     with torch.no_grad():
         target_v = sae.decode_mesh(torch.randn(16) * 2).double()
     sig = _toy_signal(target_v)
-    cfg = ReconstructionConfig(n_iter=80, lr=0.1, patience=1000)
+    cfg = ReconstructionConfig(n_iter=80, lr=0.1, patience=1000,
+                               device="auto" if not torch.cuda.is_available() else "cpu")
     seen = []
     res = reconstruct(sig, _toy_protocol(), sae, template=template, config=cfg,
                       reference=target_v, simulate=_toy_signal,
@@ -44,6 +45,10 @@ def test_recon_loop_lowers_the_loss_and_keeps_the_best():
     assert res.loss[res.best_iteration] < 0.1 * res.loss[0]
     assert len(res.chamfer) == 80 and res.modified_chamfer is not None
     assert res.summary()["stopped"] == "max_iter"
+    # the resolved device is recorded ("auto" → cpu here), and the toy template's single
+    # tetrahedron (four times vertex 0: zero volume) is counted as inverted/flat
+    assert res.device == "cpu" and res.summary()["device"] == "cpu"
+    assert res.summary()["n_inverted_tetrahedra"] == 1
 
 
 def test_recon_stopping_rule_and_shape_check():
