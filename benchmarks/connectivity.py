@@ -61,6 +61,10 @@ def build_parser():
     p.add_argument("--odffp-dictionary", type=int, default=20000)
     p.add_argument("--probabilistic", action="store_true",
                    help="add prism-prob (uncertainty-driven) and mrtrix-ifod2")
+    p.add_argument("--wait-cache", type=float, default=0.0, metavar="S",
+                   help="with --cache: wait up to S seconds for a source's fixels that another "
+                        "run is still fitting; skip the source (said so) if they do not come")
+    p.add_argument("--no-ifod2", action="store_true", help="with --probabilistic: skip MRtrix3 iFOD2")
     p.add_argument("--cache", metavar="DIR", help="keep each source's fixels here (npz) and reuse "
                    "them on reruns (tracking settings can then change without refitting)")
     p.add_argument("--shape", type=int, default=None, help="grid size override of the preset")
@@ -211,6 +215,15 @@ def main(argv=None) -> int:
             c0 = cpu_seconds()
             key = f"{args.preset}-{args.shape}-snr{args.snr:g}-seed{seed}-{src}.npz"
             cached = os.path.join(args.cache, key) if args.cache else None
+            if cached and args.wait_cache > 0 and src != "truth":
+                deadline = time.time() + args.wait_cache
+                while not os.path.exists(cached) and time.time() < deadline:
+                    time.sleep(5)
+                if not os.path.exists(cached):
+                    print(f"  {src}: no fitted fixels in {args.cache} after {args.wait_cache:.0f} s; "
+                          "skipped", flush=True)
+                    continue
+                time.sleep(5)        # let the writer finish the file
             if cached and os.path.exists(cached):
                 z = np.load(cached)
                 fixels[src] = (z["d"], z["a"], None, float(z["sec"]))
@@ -247,7 +260,7 @@ def main(argv=None) -> int:
             print(f"  {src:12s} fit {sec:6.1f} s ({rows[-1]['fit_cpu_seconds']:.0f} CPU s)  err {sc.weighted_error:.3f}  r {sc.pearson_r:.3f}  "
                   f"invalid {100 * sc.invalid:.1f} %  VB {sc.valid_bundles}/{sc.n_true_bundles}  "
                   f"IB {sc.invalid_bundles}", flush=True)
-        if args.probabilistic:
+        if args.probabilistic and not args.no_ifod2:
             with tempfile.TemporaryDirectory() as tmp:
                 t1 = time.perf_counter()
                 sl = ifod2(ph, args, seed, tmp)
