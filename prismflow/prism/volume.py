@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import time
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -145,6 +146,16 @@ def volume_noise_sigma(dwi, acq: Acquisition, mask: np.ndarray, cfg: PrismConfig
     return float(estimate_noise_sigma(masked_sample(dwi, mask), acq, cfg.calibration.sigma_init))
 
 
+@contextmanager
+def _one_torch_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def plan_volume(dwi, acq: Acquisition, mask: np.ndarray | None, config: PrismConfig,
                 volume: VolumeConfig | None = None) -> VolumePlan:
     """Plan the slab-wise fit of a (X, Y, Z, N) volume (a memory map works).
@@ -171,9 +182,12 @@ def plan_volume(dwi, acq: Acquisition, mask: np.ndarray | None, config: PrismCon
     device = resolve_device(config.device)
     cfg = config.replace(device=device_name(device))
     # model settings every slab uses are fixed here, once per volume, and travel in the plan
+    # (on one torch thread: a reduction's result depends on the thread count, and the plan must
+    # not depend on what the calling process set — prismflow-fit and a pydra task differ there)
     if cfg.estimate_diffusivities and not cfg.diffusivity_source:
-        est = estimate_diffusivities(masked_sample(dwi, mask), acq, defaults=cfg.diffusivities,
-                                     seed=cfg.seed)
+        with _one_torch_thread():
+            est = estimate_diffusivities(masked_sample(dwi, mask), acq,
+                                         defaults=cfg.diffusivities, seed=cfg.seed)
         cfg = cfg.replace(diffusivities=est.diffusivities, diffusivity_source=est.summary())
         log.info("diffusivities for the whole volume: %s", est.summary())
     budget = float(volume.mem_gb) if volume.mem_gb is not None else default_budget_gib(device)

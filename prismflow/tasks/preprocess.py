@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import logging
+import shutil
 from pathlib import Path
 
 import numpy as np
 from fileformats.generic import File
 from ._define import python_task
 
-from prismflow.io import save_nifti_atomic, write_bval_bvec
+from prismflow.io import save_nifti_atomic
 
 from ._common import load_series
 
@@ -36,14 +37,16 @@ def brain_mask(data: np.ndarray, b0: np.ndarray, *, method: str = "median_otsu",
 @python_task(outputs=["dwi", "bval", "bvec", "mask"])
 def PrepareDwi(in_dwi: File, in_bval: File, in_bvec: File, mask_method: str = "median_otsu",
                median_radius_vox: int = 4, numpass: int = 4) -> tuple[File, File, File, File]:
-    """Validate the series against its gradient table; write float32 data, clean bval/bvec
-    (unit vectors, zeros for b=0) and a brain mask."""
+    """Validate the series against its gradient table; write float32 data, the bval/bvec files
+    as given (every reader cleans them the same way on reading, so a fit here sees exactly the
+    acquisition that ``prismflow-fit`` sees on the original files) and a brain mask."""
     data, acq, affine = load_series(in_dwi, in_bval, in_bvec)
     mask = brain_mask(data, acq.b0_mask, method=mask_method,
                       median_radius_vox=median_radius_vox, numpass=numpass)
     # uncompressed, so that each slab job reads only its slices (memory map)
     dwi = save_nifti_atomic(data, affine, Path("dwi.nii").absolute())
-    write_bval_bvec(acq, "dwi.bval", "dwi.bvec")
+    shutil.copyfile(in_bval, "dwi.bval")
+    shutil.copyfile(in_bvec, "dwi.bvec")
     m = save_nifti_atomic(mask.astype(np.uint8), affine, Path("mask.nii.gz").absolute())
     logger.info("%s: %d voxels in the brain mask", Path(in_dwi).name, int(mask.sum()))
     return dwi, Path("dwi.bval").absolute(), Path("dwi.bvec").absolute(), m
