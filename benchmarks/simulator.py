@@ -147,8 +147,13 @@ def xitorch_check(torch) -> None:
     """
     import numpy as np
     import scipy.linalg
-    import xitorch
-    from xitorch.linalg import symeig
+
+    try:
+        import xitorch
+        from xitorch.linalg import symeig
+    except ImportError:
+        raise SystemExit("--xitorch needs xitorch, which prismflow does not depend on: "
+                         "pip install 'xitorch>=0.5,<0.6'") from None
 
     from prismflow.remidi import box_mesh
     from prismflow.remidi.simulator.eigen import generalized_eigh
