@@ -31,6 +31,7 @@ import numpy as np
 import torch
 
 from ...io.errors import InputError
+from ...io.gradients import fibonacci_hemisphere
 
 __all__ = ["Protocol", "paper_protocol", "hemisphere_directions", "load_signal"]
 
@@ -38,17 +39,16 @@ __all__ = ["Protocol", "paper_protocol", "hemisphere_directions", "load_signal"]
 def hemisphere_directions(n: int) -> torch.Tensor:
     """n unit vectors spread over the upper hemisphere (Fibonacci lattice), deterministic.
 
+    One hemisphere suffices because the signal is symmetric, S(g) = S(−g). The lattice is
+    prismflow's one direction set, :func:`prismflow.io.gradients.fibonacci_hemisphere`.
+
     Returns
     -------
     Tensor, shape (n, 3), float64.
     """
     if n < 1:
         raise ValueError(f"need at least one direction, got {n}")
-    i = torch.arange(n, dtype=torch.float64) + 0.5
-    z = 1.0 - i / n  # z in (0, 1): one hemisphere (signal is symmetric, S(g) = S(-g))
-    r = torch.sqrt(1.0 - z**2)
-    phi = i * math.pi * (3.0 - math.sqrt(5.0))
-    return torch.stack([r * torch.cos(phi), r * torch.sin(phi), z], dim=-1)
+    return torch.from_numpy(fibonacci_hemisphere(n)).to(torch.float64)
 
 
 @dataclass(frozen=True)
