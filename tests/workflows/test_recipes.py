@@ -10,7 +10,9 @@ from prismflow.workflows.recipes import (
     SCHEMA, available_recipes, describe_recipes, load_recipe, validate_recipe)
 
 UNIT_SUFFIXES = ("_mm", "_deg", "_vox", "_s")
-UNITLESS = {"n_fibres", "n_iter", "n_peaks", "numpass", "seeds_per_voxel", "peak_threshold"}
+# dimensionless by nature: counts and fractions (0–1)
+UNITLESS = {"n_fibres", "n_iter", "n_peaks", "numpass", "seeds_per_voxel", "peak_threshold",
+            "min_fraction"}
 
 
 def test_shipped_recipes_validate():
