@@ -104,16 +104,7 @@ def write_derivative(src: str | Path, output_dir: Path, entities: dict, sidecar:
     """
     rel = derivative_path(entities)
     dst = output_dir / rel
-    if dst.exists() and filecmp.cmp(src, dst, shallow=False):
-        pass  # same content (a rerun served from the cache): nothing to replace
-    elif dst.exists() and not overwrite:
-        raise InputError(f"{dst}: exists with different content; pass --overwrite to replace "
-                         "existing outputs")
-    else:
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        tmp = dst.with_name(f".{dst.name}.part")
-        shutil.copyfile(src, tmp)
-        os.replace(tmp, dst)
+    _place(Path(src), dst, overwrite=overwrite)
     if sidecar is not None:
         if entities.get("extension") != ".json":
             side = derivative_path({**entities, "extension": ".json"})
@@ -353,20 +344,27 @@ def publish(staged: Path, output_dir: Path, *, overwrite: bool = False) -> list[
     for src in sorted(p for p in staged.rglob("*") if p.is_file()):
         dst = output_dir / src.relative_to(staged)
         if src.suffix == ".json":
-            dst.parent.mkdir(parents=True, exist_ok=True)
-            tmp = dst.with_name(f".{dst.name}.part")
-            shutil.copyfile(src, tmp)
-            os.replace(tmp, dst)
+            _copy_atomic(src, dst)  # sidecars record the run: always the latest
             continue
-        if dst.exists() and filecmp.cmp(src, dst, shallow=False):
-            pass
-        elif dst.exists() and not overwrite:
-            raise InputError(f"{dst}: exists with different content; pass --overwrite to replace "
-                             "existing outputs")
-        else:
-            dst.parent.mkdir(parents=True, exist_ok=True)
-            tmp = dst.with_name(f".{dst.name}.part")
-            shutil.copyfile(src, tmp)
-            os.replace(tmp, dst)
+        _place(src, dst, overwrite=overwrite)
         written.append(dst)
     return written
+
+
+def _copy_atomic(src: Path, dst: Path) -> None:
+    """Copy through a hidden temporary beside ``dst``, so readers never see half a file."""
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dst.with_name(f".{dst.name}.part")
+    shutil.copyfile(src, tmp)
+    os.replace(tmp, dst)
+
+
+def _place(src: Path, dst: Path, *, overwrite: bool) -> None:
+    """Put ``src`` at ``dst``: a same-content file (a rerun served from the cache) is left
+    alone; one with other content raises :class:`InputError` unless ``overwrite``."""
+    if dst.exists() and filecmp.cmp(src, dst, shallow=False):
+        return
+    if dst.exists() and not overwrite:
+        raise InputError(f"{dst}: exists with different content; pass --overwrite to replace "
+                         "existing outputs")
+    _copy_atomic(src, dst)
