@@ -9,7 +9,7 @@ Set ``PRISMFLOW_INJECT_FAULT`` to a comma-separated list of ``<mode>@<node>[<ind
 * ``node`` — the workflow node's name (``prepare``, ``plan_volume``, ``fit_slab``, ``stitch_volume``, …);
 * ``index`` — optional state index of a split node (``fit_slab[1]``); all states when omitted.
 
-Example: ``PRISMFLOW_INJECT_FAULT=fail@stitch_slabs prismflow bids out participant``.
+Example: ``PRISMFLOW_INJECT_FAULT=fail@stitch_volume prismflow bids out participant``.
 
 The engine's workers (``cf``, ``dask``, ``debug``) apply it in the process that runs the job,
 after pydra has fixed the job's cache folder and inside pydra's own error handling, by swapping
