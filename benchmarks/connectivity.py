@@ -73,6 +73,9 @@ def build_parser():
     p.add_argument("--combine", nargs="+", metavar="JSON", help="print the table of earlier runs' "
                    "--json files (e.g. one per seed, run in parallel) instead of running")
     p.add_argument("--json", metavar="FILE")
+    p.add_argument("--jobs", type=int, default=1,
+                   help="run the seeds in this many parallel processes (one seed each), then "
+                        "print one combined table (default 1: seeds one after another)")
     p.add_argument("-v", "--verbose", action="store_true")
     return p
 
@@ -181,6 +184,68 @@ def print_table(rows, title):
                   f"{b['weighted_error']:.3f}, invalid {100 * b['invalid']:.1f} %")
 
 
+def _without(argv: list[str], option: str, n_values: int) -> list[str]:
+    """``argv`` without ``option`` and the values that follow it (``n_values`` < 0: every value
+    up to the next ``--option``)."""
+    out, i = [], 0
+    while i < len(argv):
+        if argv[i] == option:
+            i += 1
+            if n_values < 0:
+                while i < len(argv) and not argv[i].startswith("--"):
+                    i += 1
+            else:
+                i += n_values
+            continue
+        if not argv[i].startswith(option + "="):
+            out.append(argv[i])
+        i += 1
+    return out
+
+
+def run_seeds_in_parallel(args, argv: list[str]) -> int:
+    """One child process per seed (``--jobs`` at a time), each writing its JSON; then the
+    combined table, with the wall time of the whole run. Children run with one torch thread so
+    that ``--jobs`` processes share the cores instead of oversubscribing them."""
+    import subprocess
+    import tempfile
+
+    base = _without(_without(_without(argv, "--seeds", -1), "--jobs", 1), "--json", 1)
+    t0, c0 = time.perf_counter(), cpu_seconds()
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    with tempfile.TemporaryDirectory() as tmp:
+        pending = [(s, os.path.join(tmp, f"seed{s}.json")) for s in args.seeds]
+        running, done = [], []
+        while pending or running:
+            while pending and len(running) < args.jobs:
+                seed, out = pending.pop(0)
+                cmd = [sys.executable, os.path.abspath(__file__), *base, "--seeds", str(seed),
+                       "--json", out]
+                running.append((seed, out, subprocess.Popen(cmd, env=env)))
+            time.sleep(1)
+            for item in list(running):
+                if item[2].poll() is not None:
+                    running.remove(item)
+                    if item[2].returncode != 0:
+                        raise SystemExit(f"seed {item[0]}: the child run failed "
+                                         f"(exit {item[2].returncode})")
+                    done.append(item[1])
+        runs = [json.load(open(f)) for f in sorted(done)]
+    rows = [r for run in runs for r in run["rows"]]
+    wall, cpu = time.perf_counter() - t0, cpu_seconds() - c0
+    print_table(rows, f"DiSCo-like phantom '{args.preset}', SNR {args.snr:g}, seeds {args.seeds} "
+                f"({args.jobs} processes); fixel tracking {runs[0]['tracking']}")
+    load = os.getloadavg()
+    print(f"\nwall {wall:.0f} s for all seeds, CPU {cpu:.0f} s (children and their MRtrix3 "
+          f"processes), load average {load[0]:.1f} {load[1]:.1f} {load[2]:.1f}")
+    print("command: python benchmarks/connectivity.py " + " ".join(argv))
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump({"rows": rows, "wall_s": wall, "cpu_s": cpu, "load": load,
+                       "tracking": runs[0]["tracking"], "argv": sys.argv}, fh, indent=1)
+    return 0
+
+
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     if args.combine:
@@ -191,6 +256,8 @@ def main(argv=None) -> int:
         print(f"\nCPU {cpu:.0f} s in all (sum over the runs), wall per run "
               f"{', '.join(str(round(r['wall_s'])) for r in runs)} s")
         return 0
+    if args.jobs > 1 and len(args.seeds) > 1:
+        return run_seeds_in_parallel(args, sys.argv[1:] if argv is None else list(argv))
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING)
     import tempfile
 
