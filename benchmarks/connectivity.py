@@ -232,18 +232,25 @@ def run_seeds_in_parallel(args, argv: list[str]) -> int:
                     done.append(item[1])
         runs = [json.load(open(f)) for f in sorted(done)]
     rows = [r for run in runs for r in run["rows"]]
-    wall, cpu = time.perf_counter() - t0, cpu_seconds() - c0
+    finish_run(args, rows, argv, f"({args.jobs} processes)", runs[0]["tracking"],
+               time.perf_counter() - t0, cpu_seconds() - c0,
+               "children and their MRtrix3 processes")
+    return 0
+
+
+def finish_run(args, rows: list[dict], argv: list[str], how: str, tracking: dict,
+               wall: float, cpu: float, cpu_of: str) -> None:
+    """Print the table, the run's wall/CPU seconds, load and command; write ``--json``."""
     print_table(rows, f"DiSCo-like phantom '{args.preset}', SNR {args.snr:g}, seeds {args.seeds} "
-                f"({args.jobs} processes); fixel tracking {runs[0]['tracking']}")
+                f"{how}; fixel tracking {tracking}")
     load = os.getloadavg()
-    print(f"\nwall {wall:.0f} s for all seeds, CPU {cpu:.0f} s (children and their MRtrix3 "
-          f"processes), load average {load[0]:.1f} {load[1]:.1f} {load[2]:.1f}")
+    print(f"\nwall {wall:.0f} s, CPU {cpu:.0f} s ({cpu_of}), load average {load[0]:.1f} "
+          f"{load[1]:.1f} {load[2]:.1f}, OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS')}")
     print("command: python benchmarks/connectivity.py " + " ".join(argv))
     if args.json:
         with open(args.json, "w") as fh:
             json.dump({"rows": rows, "wall_s": wall, "cpu_s": cpu, "load": load,
-                       "tracking": runs[0]["tracking"], "argv": sys.argv}, fh, indent=1)
-    return 0
+                       "tracking": tracking, "argv": sys.argv}, fh, indent=1)
 
 
 def main(argv=None) -> int:
@@ -338,18 +345,9 @@ def main(argv=None) -> int:
                                  track_seconds=time.perf_counter() - t1, **sc.to_dict()))
                 print(f"  {'mrtrix-ifod2':12s} err {sc.weighted_error:.3f}  r {sc.pearson_r:.3f}  "
                       f"invalid {100 * sc.invalid:.1f} %", flush=True)
-    wall, cpu_total = time.perf_counter() - t_start, cpu_seconds() - c_start
-    print_table(rows, f"DiSCo-like phantom '{args.preset}', SNR {args.snr:g}, seeds {args.seeds}; "
-                f"fixel tracking {cfg.to_dict()}")
-    load = os.getloadavg()
-    print(f"\nwall {wall:.0f} s, CPU {cpu_total:.0f} s (this process and its MRtrix3 children), load average {load[0]:.1f} "
-          f"{load[1]:.1f} {load[2]:.1f}, OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS')}")
-    print("command: python benchmarks/connectivity.py " + " ".join(sys.argv[1:] if argv is None else argv))
-    if args.json:
-        with open(args.json, "w") as fh:
-            json.dump({"rows": rows, "wall_s": wall, "cpu_s": cpu_total,
-                       "load": os.getloadavg(), "tracking": cfg.to_dict(), "argv": sys.argv},
-                      fh, indent=1)
+    finish_run(args, rows, sys.argv[1:] if argv is None else list(argv), "(one process)",
+               cfg.to_dict(), time.perf_counter() - t_start, cpu_seconds() - c_start,
+               "this process and its MRtrix3 children")
     return 0
 
 
