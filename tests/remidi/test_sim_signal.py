@@ -245,9 +245,12 @@ def test_convergence_with_refinement_and_eigenpairs():
     assert e[0] > e[1] > e[2] and e[2] < 1e-4  # measured 1.3e-2, 2.9e-4, 3.4e-6
 
 
-def test_pulse_interpolation_in_q_equals_direct_propagation(monkeypatch):
-    """PGSE pulses are computed at Chebyshev nodes in q and interpolated: the signal and its
-    vertex gradient agree with propagating every measurement column directly."""
+@pytest.mark.parametrize("parity", ["bound", "odd"])
+def test_pulse_interpolation_in_q_equals_direct_propagation(monkeypatch, parity):
+    """PGSE pulses are computed at Chebyshev nodes of [−S, S] in q (the negative ones as
+    conjugates, q = 0 exactly) and interpolated: the signal and its vertex gradient agree
+    with propagating every measurement column directly; an odd node count (no q = 0 node)
+    too."""
     import prismflow.remidi.simulator.matrix_formalism as mf
 
     mesh = cylinder_mesh(3.0, 9.0, 150)
@@ -263,8 +266,34 @@ def test_pulse_interpolation_in_q_equals_direct_propagation(monkeypatch):
 
     # 22 nodes on [−S, S]: 11 propagated columns instead of the 63 distinct q
     assert mf._interp_nodes(5.0, 0.22, 4.6, 1e-10) // 2 < 20
+    if parity == "odd":
+        bound = mf._interp_nodes
+        monkeypatch.setattr(mf, "_interp_nodes", lambda *a: bound(*a) + 1 - bound(*a) % 2)
     s1, g1 = run()
     monkeypatch.setattr(mf, "_interp_nodes", lambda *a: 10 ** 9)  # forces direct columns
+    s2, g2 = run()
+    assert torch.allclose(s1, s2, atol=1e-11, rtol=0)
+    assert float((g1 - g2).norm() / g2.norm()) < 1e-10
+
+
+def test_pulse_interpolation_with_coupled_relaxation(monkeypatch):
+    """With per-compartment T2 the modes are coupled (no exact diagonal gap): q = 0 is then
+    one more propagated column; same signal and gradient as the direct columns."""
+    import prismflow.remidi.simulator.matrix_formalism as mf
+
+    co = coaxial_cylinder_mesh(1.2, 2.0, 4.0, n_layers=4)
+    u = torch.tensor([[1.0, 0.0, 0.2], [0.1, 0.2, 1.0]], dtype=torch.float64)
+    b = torch.linspace(0, 6000, 13, dtype=torch.float64)
+
+    def run():
+        v = co.vertices.clone().requires_grad_(True)
+        s = simulate_signal(co.with_vertices(v), [PGSE(5, 10), PGSE(5, 30)], b, u,
+                            t2_ms=[30.0, 90.0], n_eig=30)
+        (g,) = torch.autograd.grad((s * torch.linspace(0.1, 1, s.numel()).view_as(s)).sum(), v)
+        return s.detach(), g
+
+    s1, g1 = run()
+    monkeypatch.setattr(mf, "_interp_nodes", lambda *a: 10 ** 9)
     s2, g2 = run()
     assert torch.allclose(s1, s2, atol=1e-11, rtol=0)
     assert float((g1 - g2).norm() / g2.norm()) < 1e-10

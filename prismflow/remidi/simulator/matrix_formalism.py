@@ -239,10 +239,9 @@ def _propagate(ops, Wu, v, tau: torch.Tensor, s: torch.Tensor, r: float, hi: flo
 
 
 def _interp_nodes(tau: float, half_width: float, r: float, tol: float) -> int:
-    """Even N for interpolation in s on [−h, h] at N + 1 Chebyshev points (see
-    :func:`.chebyshev.interp_degree`); even, so that s = 0 is a node."""
-    n = interp_degree(tau, half_width, r, tol)
-    return n + (n % 2)
+    """N for interpolation in s on [−h, h] at N + 1 Chebyshev points (rigorous bound, see
+    :func:`.chebyshev.interp_degree`)."""
+    return interp_degree(tau, half_width, r, tol)
 
 
 def _cheb_interp_matrix(nodes_n: int, half_width: float, s: np.ndarray):
@@ -270,11 +269,11 @@ def _propagate_pulses(ops, Wu, v0, tau: torch.Tensor, s: torch.Tensor, r: float,
     Columns sharing one pulse duration τ are computed at the N+1 Chebyshev nodes of
     [−S, S] (S = max |s_c|) and interpolated: v(s) is entire in s (the degree comes from a
     rigorous bound, see :func:`.chebyshev.interp_degree`), and, as A, W_u and c are real,
-    v(−s) = conj(v(s)) — so only the N/2 positive nodes are propagated, s = 0 is the exact
-    diagonal exponential, and the negative ones are conjugates. This is used whenever it
-    needs fewer propagated columns than the distinct |s_c|: for the paper's protocol 63
-    columns per direction become 11. The interpolation is linear in the node values, so
-    gradients flow through it exactly.
+    v(−s) = conj(v(s)) — so only the ⌈N/2⌉ positive nodes are propagated, s = 0 (for even
+    N) is the exact diagonal exponential, and the negative ones are conjugates. This is used
+    whenever it needs fewer propagated columns than the distinct |s_c|: for the paper's
+    protocol 63 columns per direction become 11. The interpolation is linear in the node
+    values, so gradients flow through it exactly.
     """
     tau_np = tau.detach().numpy()
     s_np = s.detach().numpy()
@@ -284,25 +283,30 @@ def _propagate_pulses(ops, Wu, v0, tau: torch.Tensor, s: torch.Tensor, r: float,
         cols = np.nonzero(tau_np == t)[0]
         s_c = s_np[cols]
         h = float(np.abs(s_c).max())
+        n_distinct = np.unique(np.abs(s_c)).size
         n_nodes = _interp_nodes(float(t), h, r, 0.1 * tol) if h > 0 else 0
-        half = n_nodes // 2
-        if 0 < half < np.unique(np.abs(s_c)).size:
+        # nodes j and N − j are ±s_j: the first ⌈N/2⌉ are propagated; for even N the middle
+        # node is s = 0
+        half = (n_nodes + 1) // 2
+        zero = n_nodes % 2 == 0
+        if 0 < half < n_distinct:
             nodes, L = _cheb_interp_matrix(n_nodes, h, s_c)
             # s = 0: the exact diagonal exponential, or one more column when A is coupled
-            n_prop = half if ops.exact_gap else half + 1
+            n_prop = half + 1 if (zero and not ops.exact_gap) else half
             tau_n = torch.full((n_prop,), float(t), dtype=torch.float64)
             vn, m = _propagate(ops, Wu, v0[..., :n_prop, :], tau_n,
                                torch.as_tensor(nodes[:n_prop].copy()), r, hi, tol)
-            if ops.exact_gap:
+            if zero and ops.exact_gap:
                 v_zero = _gap(ops, v0[..., :1, :], tau_n[:1])[..., 0, 0]  # (n_dir, k)
-            else:
+            elif zero:
                 v_zero, vn = vn[..., half, 0], vn[..., :half, :]
-            # node N − j is −s_j: fold its weight onto node j (real part even, imaginary odd)
-            flip = L[:, n_nodes:half:-1]
+            # fold the weight of node N − j (= −s_j) onto node j: real part even, imaginary odd
+            flip = L[:, n_nodes:n_nodes - half:-1]
             Le = torch.as_tensor((L[:, :half] + flip).T, dtype=vn.dtype)  # (half, |cols|)
             Lo = torch.as_tensor((L[:, :half] - flip).T, dtype=vn.dtype)
-            l0 = torch.as_tensor(L[:, half], dtype=vn.dtype)
-            re = vn[..., 0] @ Le + v_zero[..., None] * l0
+            re = vn[..., 0] @ Le
+            if zero:
+                re = re + v_zero[..., None] * torch.as_tensor(L[:, half], dtype=vn.dtype)
             im = vn[..., 1] @ Lo
             part = torch.stack([re, im], dim=-1)  # (n_dir, k, |cols|, 2)
         else:
