@@ -39,6 +39,7 @@ from __future__ import annotations
 import argparse
 import concurrent.futures as cf
 import dataclasses
+import hashlib
 import json
 import math
 import os
@@ -49,11 +50,12 @@ import time
 
 import torch
 
+from prismflow.cache import user_cache_dir
 from prismflow.metrics.chamfer import modified_chamfer_distance
 from prismflow.remidi import cylinder_mesh, simulate_signal
 from prismflow.remidi.reconstruction.deform import (AUGMENT_ROTATIONS, AUGMENT_SCALINGS,
                                                     TEST_VALUES, deformation_split)
-from prismflow.remidi.reconstruction.mlp import train_mlp
+from prismflow.remidi.reconstruction.mlp import symmetric_mse, train_mlp
 from prismflow.remidi.reconstruction.protocol import paper_protocol
 from prismflow.remidi.reconstruction.reconstruct import (ReconstructionConfig, reconstruct,
                                                          simulate_vertices)
@@ -112,6 +114,31 @@ def reference_signal(fine, vertices, protocol, length_scale_um: float) -> torch.
         return simulate_signal(fine.with_vertices(vertices), protocol.pgse(),
                                protocol.bvalue_tensor(), protocol.direction_tensor(),
                                diffusivity=protocol.diffusivity, length_scale_um=length_scale_um)
+
+
+def cached_reference(cache_dir, kind, case, fine, vertices, protocol, length_scale_um):
+    """The clean reference signal of one case, read from ``cache_dir`` when computed before.
+
+    The key hashes everything the signal depends on (deformation, scaling, rotation, the fine
+    mesh's vertices, the protocol, the cut-off), so a changed setting never reuses a stale file.
+    Returns (signal, True if it came from the cache).
+    """
+    if cache_dir is None:
+        return reference_signal(fine, vertices, protocol, length_scale_um), False
+    h = hashlib.sha1()
+    h.update(repr((kind, dataclasses.astuple(case["deformation"]), tuple(case["scale"]),
+                   case["rot"], length_scale_um, json.dumps(protocol.to_dict(),
+                                                            sort_keys=True))).encode())
+    h.update(vertices.detach().to(torch.float64).numpy().tobytes())
+    path = os.path.join(cache_dir, f"ref-{kind}-{h.hexdigest()[:16]}.pt")
+    if os.path.isfile(path):
+        return torch.load(path, weights_only=True), True
+    sig = reference_signal(fine, vertices, protocol, length_scale_um)
+    os.makedirs(cache_dir, exist_ok=True)
+    tmp = f"{path}.{os.getpid()}.tmp"
+    torch.save(sig, tmp)
+    os.replace(tmp, path)  # atomic: an interrupted run never leaves half a file
+    return sig, False
 
 
 def rician(signal: torch.Tensor, snr: float, gen: torch.Generator) -> torch.Tensor:
@@ -251,14 +278,23 @@ def main(argv=None) -> int:
                    help="propagation arithmetic inside the optimisation (default single)")
     p.add_argument("--quality-weight", type=float, default=1e3, help="element-quality barrier "
                    "weight (default 1e3; 0 = off)")
+    p.add_argument("--ref-cache", default=str(user_cache_dir("remidi-references")),
+                   help="folder of cached clean reference signals, computed once per case and "
+                   "reused by later runs ('none' = always recompute; default: the prismflow "
+                   "user cache)")
     p.add_argument("--no-mlp", action="store_true", help="skip the MLP baseline")
-    p.add_argument("--mlp-train", type=int, default=1000, help="training signals per family, a "
-                   "seeded subset of the augmented training split (default 1000)")
-    p.add_argument("--mlp-hidden", type=int, default=1024)
-    p.add_argument("--mlp-depth", type=int, default=6)
-    p.add_argument("--mlp-epochs", type=int, default=300)
+    p.add_argument("--mlp-train", type=int, default=2000, help="training signals per family, a "
+                   "seeded subset of the augmented training split (default 2000)")
+    p.add_argument("--mlp-hidden", type=int, default=1024, help="units per hidden layer "
+                   "(default 1024; paper 4096)")
+    p.add_argument("--mlp-depth", type=int, default=8, help="hidden layers (default 8; "
+                   "paper 15)")
+    p.add_argument("--mlp-epochs", type=int, default=150)
     p.add_argument("--mlp-minutes", type=float, default=10.0, help="MLP training time cap per "
                    "family (default 10)")
+    p.add_argument("--mlp-plain-loss", action="store_true", help="train the MLP with the plain "
+                   "vertex MSE (default: the symmetric MSE over d′'s rotations/inversions, "
+                   "see prismflow.remidi.reconstruction.mlp)")
     p.add_argument("--jobs", type=int, default=1, help="worker processes (default 1)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", help="write all numbers to this JSON file")
@@ -269,8 +305,8 @@ def main(argv=None) -> int:
         args.named_snr = "none"
         args.n_sample = 0
         quick_labels = {"bend=0.3 twist=0", "beads=4 size=0.3", "fan=46deg"}
-        args.mlp_train, args.mlp_hidden, args.mlp_depth = 60, 256, 3
-        args.mlp_epochs, args.mlp_minutes = 100, 0.5
+        args.mlp_train, args.mlp_hidden, args.mlp_depth = 200, 512, 4
+        args.mlp_epochs, args.mlp_minutes = 100, 1.0
     torch.set_num_threads(1)
 
     def log(msg=""):
@@ -319,11 +355,14 @@ def main(argv=None) -> int:
             f"tets, reference mesh {fine.n_vertices} vertices; {len(cases)} cases, {iters} "
             f"iterations")
         t_ref = time.perf_counter()
-        n_ref = 0
+        n_ref = n_hit = 0
+        cache_dir = None if args.ref_cache == "none" else args.ref_cache
         for ci, case in enumerate(cases):
             ref_t, ref_f = shapes(kind, case, template, fine)
-            clean = reference_signal(fine, ref_f, protocol, args.ref_length_scale)
-            n_ref += 1
+            clean, hit = cached_reference(cache_dir, kind, case, fine, ref_f, protocol,
+                                          args.ref_length_scale)
+            n_hit += hit
+            n_ref += not hit
             straight = float(modified_chamfer_distance(base, ref_t))
             extra = named_snrs if case["named"] and ci % args.named_snr_every == 0 else []
             for snr in snrs + extra:
@@ -337,8 +376,10 @@ def main(argv=None) -> int:
                 jobs.append({"key": key, "kind": kind, "signal": sig, "protocol": protocol,
                              "ref": ref_t, "config": cfg})
         ref_s = time.perf_counter() - t_ref
-        timing.setdefault("ref_seconds_per_case", []).append(ref_s / max(n_ref, 1))
-        log(f"#   reference signals: {ref_s:.0f} s for {n_ref}")
+        if n_ref:
+            timing.setdefault("ref_seconds_per_case", []).append(ref_s / n_ref)
+        log(f"#   reference signals: {ref_s:.0f} s for {n_ref} computed, {n_hit} from the cache "
+            f"({cache_dir})")
         if not args.no_mlp:
             t0 = time.perf_counter()
             train = deformation_split(kind, "train")
@@ -356,23 +397,35 @@ def main(argv=None) -> int:
                                                      precision="single").reshape(-1))
             t_sim = time.perf_counter() - t0
             timing.setdefault("mlp_sim_seconds_per_signal", []).append(t_sim / max(len(pick), 1))
+            t_cpu = time.process_time()
             model, hist = train_mlp(torch.stack(signals), torch.stack(meshes),
                                     hidden=args.mlp_hidden, depth=args.mlp_depth,
                                     epochs=args.mlp_epochs, seed=args.seed,
-                                    noise_sigma_max=0.02, max_seconds=60 * args.mlp_minutes)
+                                    noise_sigma_max=0.02, max_seconds=60 * args.mlp_minutes,
+                                    symmetric=not args.mlp_plain_loss)
+            mlp_cpu = time.process_time() - t_cpu
+            # does it fit its training set? clean signals, eval mode, symmetric RMSE, beside
+            # the same RMSE of the straight template (answering "no deformation")
+            with torch.no_grad():
+                tm = torch.stack(meshes).float()
+                fit = float(symmetric_mse(model.predict(torch.stack(signals)), tm).mean().sqrt())
+                none = float(symmetric_mse(base.float().expand_as(tm), tm).mean().sqrt())
             for job in jobs:
                 if job["kind"] != kind:
                     continue
                 pred = model.predict(job["signal"].reshape(-1)).to(torch.float64)
                 rows[job["key"]]["mlp"] = float(modified_chamfer_distance(pred, job["ref"]))
             mlp_info[kind] = {"n_train": len(pick), "simulate_seconds": t_sim,
-                              "train_seconds": hist["seconds"],
+                              "train_seconds": hist["seconds"], "train_cpu_seconds": mlp_cpu,
                               "epochs": len(hist["train_rmse_um"]),
                               "train_rmse_um": hist["train_rmse_um"][-1],
+                              "fit_rmse_um": fit, "straight_rmse_um": none,
+                              "symmetric_loss": not args.mlp_plain_loss,
                               "architecture": f"{args.mlp_depth} × {args.mlp_hidden}"}
             log(f"#   MLP {args.mlp_depth} × {args.mlp_hidden}: {len(pick)} augmented training "
                 f"signals ({t_sim:.0f} s to simulate), {len(hist['train_rmse_um'])} epochs in "
-                f"{hist['seconds']:.0f} s, train RMSE {hist['train_rmse_um'][-1]:.3f} µm")
+                f"{hist['seconds']:.0f} s ({mlp_cpu:.0f} CPU s); fit of its training set "
+                f"(clean, symmetric RMSE) {fit:.3f} µm vs {none:.3f} µm for the straight mesh")
     log(f"# {len(jobs)} reconstructions on {args.jobs} worker(s)")
     t_rec = time.perf_counter()
     results = []
@@ -407,11 +460,12 @@ def main(argv=None) -> int:
         n_recon = (n_named + 8) + 2 * math.ceil(n_named / 2)  # SNR 100 all; 2 more on half
         iters = 1000 if kind == "fan" else 750
         est += n_recon * iters * per_iter[kind] + (n_named + 8) * ref_s
-        est += 1000 * sim_s + 600.0  # default MLP: 1000 signals, ≤ 10 min training
+        est += args.mlp_train * sim_s + 60.0 * args.mlp_minutes  # this run's MLP settings
     if args.n_b * args.n_dir != 21 * 30:
         log("# (estimate below assumes this run used the paper's 21 × 30 protocol; it did not)")
     log(f"# estimated default full run (named + 8 sampled per family at SNR 100, noise-free and "
-        f"SNR 50 on half the named values, {args.precision} propagation, MLP 1000 signals): "
+        f"SNR 50 on half the named values, {args.precision} propagation, MLP "
+        f"{args.mlp_train} signals): "
         f"{est / 3600:.1f} CPU h = {est / 3600 / 2:.1f} h on 2 cores with --jobs 2 "
         f"(reference signals {ref_s:.0f} s per case, MLP signals {sim_s:.2f} s each, measured "
         f"here at load {os.getloadavg()[0]:.1f})")

@@ -49,6 +49,10 @@ def test_recon_bead_and_fan():
     surf = v[:, :2].norm(dim=1) > 1
     assert float(r[surf].max()) == pytest.approx(1.3, abs=0.02)
     assert float(r[surf].min()) == pytest.approx(0.7, abs=0.02)
+    # the phase shifts the beads along the axis: π/2 turns the sine profile into a cosine
+    c = deform.bead(v, n_beads=2, amplitude=0.3, phase=math.pi / 2)
+    base = v[:, 2] == v[:, 2].min()
+    torch.testing.assert_close(c[base][:, :2], 1.3 * v[base][:, :2])
     f = deform.fan(v, angle_deg=60)
     top = (v[:, 2] == 4.5) & surf
     assert float(f[top][:, :2].norm(dim=1).max()) == pytest.approx(3 + 9 * math.tan(math.pi / 6))
@@ -61,7 +65,10 @@ def test_recon_splits_are_disjoint_and_follow_the_paper():
         va = set(deform.deformation_split(kind, "val"))
         te = set(deform.deformation_split(kind, "test"))
         assert not (tr & te) and not (tr & va) and not (va & te)
-    assert {d.n_beads % 2 for d in deform.deformation_split("bead", "train")} == {1}
+    # beading: no training count within BEAD_EVEN_GAP of an even integer (the test counts)
+    counts = [d.n_beads for d in deform.deformation_split("bead", "train")]
+    assert min(abs(n - 2 * round(n / 2)) for n in counts) >= deform.BEAD_EVEN_GAP
+    assert max(counts) > 9 and {int(n + 0.5) for n in counts} >= {1, 3, 5, 7, 9}  # all odd
     assert {d.n_beads % 2 for d in deform.deformation_split("bead", "test")} == {0}
     assert {int(d.fan_deg) % 2 for d in deform.deformation_split("fan", "train")} == {1}
     test_bends = {d.bend for d in deform.deformation_split("bend", "test")}

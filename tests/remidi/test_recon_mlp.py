@@ -22,3 +22,20 @@ def test_recon_mlp_learns_a_linear_family():
     assert float((pred.double() - meshes[10]).abs().max()) < 0.5
     assert model.predict(signals[:5]).shape == (5, 20, 3)
     assert isinstance(model, SignalToMeshMLP)
+
+
+def test_recon_mlp_symmetric_loss_forgives_only_what_the_signal_cannot_see():
+    """Inverted, 90°-rotated and translated copies cost nothing; a bent copy still costs."""
+    from prismflow.metrics.chamfer import symmetry_transforms
+    from prismflow.remidi.reconstruction.deform import bend_twist
+    from prismflow.remidi.reconstruction.mlp import symmetric_mse
+    from prismflow.remidi.reconstruction.sae import template_mesh
+
+    v = template_mesh("bend").vertices.detach().double()
+    t = bend_twist(v, bend=0.3)
+    mats = symmetry_transforms()
+    moved = torch.stack([(t - t.mean(0)) @ m.T + 2.0 for m in mats])  # all 20, shifted
+    loss = symmetric_mse(moved, t.expand_as(moved))
+    assert float(loss.max()) < 1e-20
+    other = symmetric_mse(v[None], t[None])
+    assert float(other) > 0.1 and float(other) <= float(((v - t) ** 2).mean()) + 1e-12
