@@ -149,10 +149,14 @@ def methods_text(steps: list[dict], *, versions: dict, seed: int,
         out.append("For comparison, fibre peaks were also estimated with " + "; ".join(parts) + ".")
     if tracked:
         tr = by.get("tracking", {})
+        # the recipe's default tracker (no "tracker" key) is the fixel tracker
+        tracker = tr.get("tracker", "fixel")
+        fixel = ("prismflow's fixel tracker (the fixel best aligned with the incoming "
+                 "direction is followed; streamlines stop below fibre fraction "
+                 f"{tr.get('min_fraction', '?')} or at the angle limit)")
         how = {"mrtrix": f"MRtrix3 tckgen FACT {cite('mrtrix3')}",
-               "dipy": f"dipy's EuDX {cite('dipy')}"}.get(
-            tr.get("tracker"), "prismflow's fixel tracker (follows the best-aligned fixel, stops "
-                               f"below fibre fraction {tr.get('min_fraction', '?')})")
+               "dipy": f"dipy's EuDX {cite('dipy')}", "fixel": fixel}.get(
+            tracker, f"the {tracker} tracker")
         out.append(f"Deterministic streamlines were generated on the peaks of "
                    f"{', '.join(tracked)} with {how} (step {tr.get('step_mm', '?')} mm, "
                    f"maximum angle {tr.get('angle_deg', '?')}°)"
