@@ -5,8 +5,11 @@ scipy's ARPACK/LAPACK calls run on scipy's bundled OpenBLAS, which ignores
 and makes small dense kernels 10–20× slower (measured here: a 323×323 generalised ``eigh``
 took 0.5 s with the default pool and 0.03 s with one thread). ``blas_threads(n)`` sets
 the pools of the loaded OpenBLAS libraries to ``n`` threads for the duration of a block, via
-``threadpoolctl`` when it is installed, else via the libraries' own
-``*_set_num_threads`` entry points (found through ``/proc/self/maps``; a no-op elsewhere).
+the libraries' own ``*_set_num_threads`` entry points (found through ``/proc/self/maps``),
+else via ``threadpoolctl`` when it is installed (a no-op elsewhere).
+The propagation's numpy products run inside it too: with numpy's default two OpenBLAS
+threads on the loaded 2-core machine the 323-vertex forward + backward took 0.47 CPU s
+instead of 0.28.
 """
 
 from __future__ import annotations
@@ -14,14 +17,28 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import logging
+import sys
 
 logger = logging.getLogger(__name__)
 
 _HANDLES: dict = {}
+_SCAN: dict = {"n_modules": -1, "libs": []}
 
 
 def _openblas_libs():
-    """(setter, getter) pairs of the OpenBLAS libraries loaded now (re-scanned each call)."""
+    """(setter, getter) pairs of the OpenBLAS libraries loaded now.
+
+    Reading ``/proc/self/maps`` takes ≈ 4 ms with torch loaded, so the scan is redone only
+    when the number of imported modules changed (a new native library comes with an import).
+    """
+    n_mod = len(sys.modules)
+    if _SCAN["n_modules"] != n_mod:
+        _SCAN["libs"] = _scan_openblas_libs()
+        _SCAN["n_modules"] = n_mod
+    return _SCAN["libs"]
+
+
+def _scan_openblas_libs():
     try:
         with open("/proc/self/maps") as fh:
             paths = {line.split()[-1] for line in fh if "openblas" in line.lower()
@@ -58,16 +75,21 @@ def _handle(path):
 
 @contextlib.contextmanager
 def blas_threads(n: int = 1):
-    """Run the block with at most ``n`` OpenBLAS threads (numpy/scipy), then restore."""
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:
-        threadpool_limits = None
-    if threadpool_limits is not None:
+    """Run the block with at most ``n`` OpenBLAS threads (numpy/scipy), then restore.
+
+    The libraries' own entry points are used when found (microseconds per use); otherwise
+    ``threadpoolctl`` when installed (milliseconds: it rescans the loaded libraries).
+    """
+    libs = _openblas_libs()
+    if not libs:
+        try:
+            from threadpoolctl import threadpool_limits
+        except ImportError:
+            yield
+            return
         with threadpool_limits(limits=n, user_api="blas"):
             yield
         return
-    libs = _openblas_libs()
     old = []
     for setter, getter in libs:
         try:

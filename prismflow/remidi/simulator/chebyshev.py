@@ -32,6 +32,8 @@ import numpy as np
 import scipy.special as ssp
 import torch
 
+from ._blas import blas_threads
+
 __all__ = ["cheb_coeffs", "ellipse_rho", "cheb_degree", "interp_degree", "chebyshev_apply"]
 
 #: Crouzeix–Palencia constant bound (1 + √2)
@@ -195,24 +197,26 @@ class _Chebyshev(torch.autograd.Function):
             T[:, :, 0] = cur
         y = cur * a[0]
         rot = torch.empty_like(v)
-        for j in range(m):
-            w = 0 if j == 0 else 1
-            nxt = bufs[(j + 1) % 3]
-            if W_ is not None:
-                _rotate(cur, ph[w], rot)
-                _matmul(W_, rot, nxt)
-                nxt.addcmul_(cur, d[w])
-            else:
-                torch.mul(cur, d[w], out=nxt)
-            if prv is not None:
-                nxt.sub_(prv)
-            if has_pairs:
-                f = (1.0 + w) * scale
-                nxt.index_add_(1, pairs[:, 0], cur[:, pairs[:, 1]] * (f * pv)[None, :, None, None])
-            y.addcmul_(nxt, a[j + 1])
-            if store:
-                T[:, :, j + 1] = nxt
-            prv, cur = cur, nxt
+        with _numpy_threads():
+            for j in range(m):
+                w = 0 if j == 0 else 1
+                nxt = bufs[(j + 1) % 3]
+                if W_ is not None:
+                    _rotate(cur, ph[w], rot)
+                    _matmul(W_, rot, nxt)
+                    nxt.addcmul_(cur, d[w])
+                else:
+                    torch.mul(cur, d[w], out=nxt)
+                if prv is not None:
+                    nxt.sub_(prv)
+                if has_pairs:
+                    f = (1.0 + w) * scale
+                    nxt.index_add_(1, pairs[:, 0],
+                                   cur[:, pairs[:, 1]] * (f * pv)[None, :, None, None])
+                y.addcmul_(nxt, a[j + 1])
+                if store:
+                    T[:, :, j + 1] = nxt
+                prv, cur = cur, nxt
         if store:
             ctx.save_for_backward(lam_, pv, pairs, s, a)
             ctx.T = T
@@ -241,34 +245,35 @@ class _Chebyshev(torch.autograd.Function):
         b_next2 = None  # B_{j+2}
         b_next = bufs[m % 3]
         torch.mul(ybar, a[m], out=b_next)  # B_m
-        for j in range(m - 1, -1, -1):
-            w = 0 if j == 0 else 1
-            f = (1.0 + w) * scale
-            tj.copy_(T[:, :, j])
-            bj = bufs[j % 3]
+        with _numpy_threads():
+            for j in range(m - 1, -1, -1):
+                w = 0 if j == 0 else 1
+                f = (1.0 + w) * scale
+                tj.copy_(T[:, :, j])
+                bj = bufs[j % 3]
+                if R is not None:
+                    _rotate(b_next, ph[w], rot)
+                    _matmul(W_, rot, bj)
+                    R[:, :, j] = rot
+                    bj.addcmul_(b_next, d[w])
+                else:
+                    torch.mul(b_next, d[w], out=bj)
+                if b_next2 is not None:
+                    bj.sub_(b_next2)
+                if has_pairs:
+                    bj.index_add_(1, pairs[:, 1],
+                                  b_next[:, pairs[:, 0]] * (f * pv)[None, :, None, None])
+                    pv_bar.add_((b_next[:, pairs[:, 0]] * tj[:, pairs[:, 1]]).sum(dim=(0, 2, 3)),
+                                alpha=f)
+                bj.addcmul_(ybar, a[j])
+                acc.addcmul_(b_next, tj, value=f)
+                b_next2, b_next = b_next, bj
+            W_bar = None
             if R is not None:
-                _rotate(b_next, ph[w], rot)
-                _matmul(W_, rot, bj)
-                R[:, :, j] = rot
-                bj.addcmul_(b_next, d[w])
-            else:
-                torch.mul(b_next, d[w], out=bj)
-            if b_next2 is not None:
-                bj.sub_(b_next2)
-            if has_pairs:
-                bj.index_add_(1, pairs[:, 1],
-                              b_next[:, pairs[:, 0]] * (f * pv)[None, :, None, None])
-                pv_bar.add_((b_next[:, pairs[:, 0]] * tj[:, pairs[:, 1]]).sum(dim=(0, 2, 3)),
-                            alpha=f)
-            bj.addcmul_(ybar, a[j])
-            acc.addcmul_(b_next, tj, value=f)
-            b_next2, b_next = b_next, bj
-        W_bar = None
-        if R is not None:
-            Tm = _np(T[:, :, :m]).reshape(nd, k, m * C * 2)
-            W_bar = torch.from_numpy(np.matmul(_np(R).reshape(nd, k, m * C * 2),
-                                               Tm.transpose(0, 2, 1)))
-            _POOL.give(R)
+                Tm = _np(T[:, :, :m]).reshape(nd, k, m * C * 2)
+                W_bar = torch.from_numpy(np.matmul(_np(R).reshape(nd, k, m * C * 2),
+                                                   Tm.transpose(0, 2, 1)))
+                _POOL.give(R)
         lam_bar = acc.sum(dim=(0, 2, 3))
         return (b_next, lam_bar, pv_bar if has_pairs else None, W_bar,
                 None, None, None, None, None)
@@ -294,3 +299,8 @@ def chebyshev_apply(v: torch.Tensor, lam: torch.Tensor, pvals: torch.Tensor,
     store = torch.is_grad_enabled() and any(
         t.requires_grad for t in (v, lam, pvals, Wu))
     return _Chebyshev.apply(v, lam, pvals, Wu, pairs, s, coeffs, scale, store)
+
+
+def _numpy_threads():
+    """numpy's BLAS limited to torch's thread count for a block (see :mod:`._blas`)."""
+    return blas_threads(torch.get_num_threads())

@@ -105,8 +105,8 @@ class ProjectedOperators:
     lam : (k,) diagonal of A (1/ms); pairs : (P, 2) long — off-diagonal positions (i ≠ j)
     kept: within clusters of (near-)equal eigenvalues, or all of them when relaxation
     couples the modes (then ``exact_gap`` is False); pvals : (P,) their values;
-    W : (3, k, k) µm — coordinate matrices about ``center``; c : (k,) µm^{3/2} — Φᵀ M 1; center : (3,) µm (volume centroid); eigenvalues : (k,)
-    numpy, of the eigenproblem.
+    W : (3, k, k) µm — coordinate matrices about ``center``; c : (k,) µm^{3/2} — Φᵀ M 1;
+    center : (3,) µm (volume centroid); eigenvalues : (k,) numpy, of the eigenproblem.
     """
 
     def __init__(self, lam, pairs, pvals, exact_gap, W, c, center, points, eigenvalues):
