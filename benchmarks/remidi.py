@@ -141,6 +141,14 @@ def cached_reference(cache_dir, kind, case, fine, vertices, protocol, length_sca
     return sig, False
 
 
+def _ref_job(job: tuple):
+    """(clean signal, from the cache?, CPU s) of one case (runs in a worker process)."""
+    torch.set_num_threads(1)
+    t0 = time.process_time()
+    clean, hit = cached_reference(*job)
+    return clean, hit, time.process_time() - t0
+
+
 def rician(signal: torch.Tensor, snr: float, gen: torch.Generator) -> torch.Tensor:
     """|S + σ(n₁ + i n₂)| with σ = 1/SNR (signal normalised to 1 at b = 0)."""
     if not math.isfinite(snr):
@@ -235,7 +243,8 @@ def print_tables(rows: list[dict], snrs: list[float], log) -> None:
                 if hit:
                     h = hit[0]
                     m = "–" if h.get("mlp") is None else f"{h['mlp']:.3f}"
-                    cells.append(f"{h['remidi']:.3f} / {m} / {h['straight']:.3f}")
+                    rm = "–" if h.get("remidi") is None else f"{h['remidi']:.3f}"
+                    cells.append(f"{rm} / {m} / {h['straight']:.3f}")
                 else:
                     cells.append("–")
             log(f"| {kind} | {lab} | " + " | ".join(cells) + " |")
@@ -274,6 +283,8 @@ def main(argv=None) -> int:
                    "beyond the named values (default 8)")
     p.add_argument("--cases", type=int, help="keep only the first N named cases per family "
                    "(default: all)")
+    p.add_argument("--labels", help="keep only these named cases (';'-separated labels as "
+                   "printed, e.g. 'beads=2 size=0.3;beads=6 size=0.4')")
     p.add_argument("--precision", choices=("single", "double"), default="single",
                    help="propagation arithmetic inside the optimisation (default single)")
     p.add_argument("--quality-weight", type=float, default=1e3, help="element-quality barrier "
@@ -283,6 +294,8 @@ def main(argv=None) -> int:
                    "reused by later runs ('none' = always recompute; default: the prismflow "
                    "user cache)")
     p.add_argument("--no-mlp", action="store_true", help="skip the MLP baseline")
+    p.add_argument("--no-remidi", action="store_true", help="skip the reconstructions (MLP and "
+                   "straight columns only)")
     p.add_argument("--mlp-train", type=int, default=2000, help="training signals per family, a "
                    "seeded subset of the augmented training split (default 2000)")
     p.add_argument("--mlp-hidden", type=int, default=1024, help="units per hidden layer "
@@ -339,6 +352,9 @@ def main(argv=None) -> int:
         named = [c for c in cases if c["named"]]
         if quick_labels:
             named = [c for c in named if c["label"] in quick_labels]
+        if args.labels:
+            keep = {lab.strip() for lab in args.labels.split(";")}
+            named = [c for c in named if c["label"] in keep]
         if args.cases and args.cases < len(named):
             # interior, evenly spaced picks (the first named value is the undeformed mesh)
             idx = sorted({round((i + 1) * (len(named) - 1) / (args.cases + 1))
@@ -357,12 +373,19 @@ def main(argv=None) -> int:
         t_ref = time.perf_counter()
         n_ref = n_hit = 0
         cache_dir = None if args.ref_cache == "none" else args.ref_cache
-        for ci, case in enumerate(cases):
-            ref_t, ref_f = shapes(kind, case, template, fine)
-            clean, hit = cached_reference(cache_dir, kind, case, fine, ref_f, protocol,
-                                          args.ref_length_scale)
+        geoms = [shapes(kind, case, template, fine) for case in cases]
+        ref_jobs = [(cache_dir, kind, case, fine, ref_f, protocol, args.ref_length_scale)
+                    for case, (_, ref_f) in zip(cases, geoms)]
+        if args.jobs > 1:  # reference signals are independent: spread them over the workers
+            with cf.ProcessPoolExecutor(max_workers=args.jobs) as ex:
+                refs = list(ex.map(_ref_job, ref_jobs))
+        else:
+            refs = [_ref_job(j) for j in ref_jobs]
+        for ci, (case, (ref_t, _), (clean, hit, ref_cpu)) in enumerate(zip(cases, geoms, refs)):
             n_hit += hit
             n_ref += not hit
+            if not hit:
+                timing.setdefault("ref_cpu_seconds", []).append(ref_cpu)
             straight = float(modified_chamfer_distance(base, ref_t))
             extra = named_snrs if case["named"] and ci % args.named_snr_every == 0 else []
             for snr in snrs + extra:
@@ -376,10 +399,10 @@ def main(argv=None) -> int:
                 jobs.append({"key": key, "kind": kind, "signal": sig, "protocol": protocol,
                              "ref": ref_t, "config": cfg})
         ref_s = time.perf_counter() - t_ref
-        if n_ref:
-            timing.setdefault("ref_seconds_per_case", []).append(ref_s / n_ref)
-        log(f"#   reference signals: {ref_s:.0f} s for {n_ref} computed, {n_hit} from the cache "
-            f"({cache_dir})")
+        ref_cpu = timing.get("ref_cpu_seconds", [])[-n_ref:] if n_ref else []
+        log(f"#   reference signals: {ref_s:.0f} s wall for {n_ref} computed "
+            f"({statistics.mean(ref_cpu) if ref_cpu else 0:.0f} CPU s each), {n_hit} from the "
+            f"cache ({cache_dir})")
         if not args.no_mlp:
             t0 = time.perf_counter()
             train = deformation_split(kind, "train")
@@ -429,7 +452,7 @@ def main(argv=None) -> int:
     log(f"# {len(jobs)} reconstructions on {args.jobs} worker(s)")
     t_rec = time.perf_counter()
     results = []
-    light = jobs
+    light = [] if args.no_remidi else jobs
     if args.jobs > 1:
         with cf.ProcessPoolExecutor(max_workers=args.jobs) as ex:
             for res in ex.map(_run_job, light):
@@ -442,18 +465,20 @@ def main(argv=None) -> int:
             _report(rows, res, log)
     wall_rec = time.perf_counter() - t_rec
     print_tables(rows, snrs + named_snrs, log)
-    cpu = [r["cpu_seconds"] for r in results]
+    cpu = [r["cpu_seconds"] for r in results] or [0.0]
+    kind_of = {j["key"]: j["kind"] for j in jobs}
     per_iter = {k: statistics.mean(r["cpu_seconds"] / max(r["iterations"], 1)
-                                   for r, j in zip(results, jobs) if j["kind"] == k)
-                for k in kinds if any(j["kind"] == k for j in jobs)}
+                                   for r in results if kind_of[r["key"]] == k)
+                for k in kinds if any(kind_of[r["key"]] == k for r in results)}
     total = time.perf_counter() - t_start
     log(f"\n# time: {len(results)} reconstructions, {statistics.mean(cpu):.1f} CPU s each on "
-        f"average ({wall_rec / 60:.1f} min wall for all); whole run {total / 60:.1f} min wall")
+        f"average ({wall_rec / 60:.1f} min wall for all); whole run {total / 60:.1f} min wall, "
+        f"{time.process_time() / 60:.1f} CPU min in the main process")
     log("# CPU seconds per iteration: " + ", ".join(f"{k} {v:.3f}" for k, v in
                                                    per_iter.items()))
     # estimate of the default full run from the costs measured in this run (same protocol)
     est = 0.0
-    ref_s = statistics.mean(timing.get("ref_seconds_per_case", [0.0]))
+    ref_s = statistics.mean(timing.get("ref_cpu_seconds", [0.0]))
     sim_s = statistics.mean(timing.get("mlp_sim_seconds_per_signal", [0.0]))
     for kind in per_iter:
         n_named = len(TEST_VALUES[kind])
@@ -467,7 +492,8 @@ def main(argv=None) -> int:
         f"SNR 50 on half the named values, {args.precision} propagation, MLP "
         f"{args.mlp_train} signals): "
         f"{est / 3600:.1f} CPU h = {est / 3600 / 2:.1f} h on 2 cores with --jobs 2 "
-        f"(reference signals {ref_s:.0f} s per case, MLP signals {sim_s:.2f} s each, measured "
+        f"(reference signals {ref_s:.0f} CPU s per case, 0 once cached; MLP signals "
+        f"{sim_s:.2f} s each, measured "
         f"here at load {os.getloadavg()[0]:.1f})")
     if args.out:
         with open(args.out, "w", encoding="utf-8") as fh:

@@ -39,3 +39,15 @@ def test_recon_mlp_symmetric_loss_forgives_only_what_the_signal_cannot_see():
     assert float(loss.max()) < 1e-20
     other = symmetric_mse(v[None], t[None])
     assert float(other) > 0.1 and float(other) <= float(((v - t) ** 2).mean()) + 1e-12
+
+
+def test_recon_mlp_ignores_noise_on_a_constant_input():
+    """A column that is constant in training (the b = 0 signal) must not blow noise up."""
+    g = torch.Generator().manual_seed(1)
+    t = torch.linspace(0, 1, 64, dtype=torch.float64)
+    signals = torch.stack([torch.ones_like(t), torch.exp(-t), torch.exp(-2 * t)], 1)
+    meshes = (t[:, None, None] * torch.ones(1, 5, 3, dtype=torch.float64))
+    model, _ = train_mlp(signals, meshes, hidden=32, depth=2, epochs=100, dropout=0.0)
+    noisy = signals[32].clone()
+    noisy[0] += 0.01 * float(torch.randn(1, generator=g))  # SNR-100 noise on b = 0
+    assert float((model.predict(noisy) - model.predict(signals[32])).abs().max()) < 0.2

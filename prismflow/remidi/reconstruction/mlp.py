@@ -32,6 +32,10 @@ logger = logging.getLogger(__name__)
 
 __all__ = ["SignalToMeshMLP", "train_mlp", "symmetric_mse"]
 
+#: smallest input standard deviation used to standardise signals (b0-normalised units; about
+#: the noise level at SNR 100)
+IN_STD_FLOOR = 0.01
+
 
 def symmetric_mse(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Per-sample vertex MSE, minimised over d′'s 20 rotations/inversions about the centroids.
@@ -151,7 +155,10 @@ def train_mlp(
     model = SignalToMeshMLP(x.shape[1], meshes.shape[1], hidden=hidden, depth=depth,
                             dropout=dropout)
     model.in_mean.copy_(x.mean(0))
-    model.in_std.copy_(x.std(0) + 1e-6)
+    # floor 0.01 (b0-normalised units): the b = 0 column is exactly 1 in every clean training
+    # signal, and a near-zero std turned measurement noise there into inputs of ±1e4 sd
+    # (predictions of 100 µm measured at SNR 100 before this floor)
+    model.in_std.copy_(x.std(0).clamp_min(IN_STD_FLOOR))
     model.out_mean.copy_(y.mean(0))
     model.out_std.copy_(y.std(0) + 1e-3)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
