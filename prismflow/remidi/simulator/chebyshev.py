@@ -34,7 +34,8 @@ import torch
 
 from ._blas import blas_threads
 
-__all__ = ["cheb_coeffs", "ellipse_rho", "cheb_degree", "interp_degree", "chebyshev_apply"]
+__all__ = ["cheb_coeffs", "ellipse_rho", "cheb_degree", "cheb_tails", "interp_degree",
+           "chebyshev_apply"]
 
 #: Crouzeix–Palencia constant bound (1 + √2)
 CROUZEIX = 1.0 + math.sqrt(2.0)
@@ -69,6 +70,23 @@ def cheb_degree(c_max: float, rho: float, tol: float) -> int:
     ok = np.nonzero(CROUZEIX * tail <= tol)[0]
     m = int(ok[0]) - 1 if ok.size else jmax
     return max(m, 1)
+
+
+def cheb_tails(c: np.ndarray, rho: np.ndarray, m_max: int) -> np.ndarray:
+    """Error bounds (1+√2) Σ_{j>m} |a_j(c_i)| ρ_i^j, m = 0..m_max, for each column i.
+
+    c, rho : (C,) — returns (m_max+1, C).
+    """
+    c = np.atleast_1d(np.asarray(c, dtype=np.float64))
+    rho = np.atleast_1d(np.asarray(rho, dtype=np.float64))
+    jmax = int(max(m_max + 1, float(np.max(c * rho)) + 40 * math.sqrt(float(np.max(c)) + 1)
+                   + 60))
+    j = np.arange(jmax + 1)[:, None]
+    with np.errstate(over="ignore", divide="ignore"):
+        loga = np.log(np.maximum(2.0 * ssp.ive(j, c[None, :]), 1e-320)) + j * np.log(rho)
+    terms = np.exp(np.minimum(loga, 700.0))
+    tail = np.cumsum(terms[::-1], axis=0)[::-1]  # tail[m] = Σ_{j≥m}
+    return CROUZEIX * tail[1:m_max + 2]
 
 
 def interp_degree(tau: float, half_width: float, r: float, tol: float) -> int:

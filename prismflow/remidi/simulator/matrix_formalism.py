@@ -38,8 +38,8 @@ import numpy as np
 import torch
 
 from ...io.errors import InputError
-from .chebyshev import (cheb_coeffs, cheb_degree, chebyshev_apply, ellipse_rho,
-                        interp_degree)
+from .chebyshev import (cheb_coeffs, cheb_degree, cheb_tails, chebyshev_apply,
+                        ellipse_rho, interp_degree)
 from .eigen import DENSE_MAX, _gap_tol, clusters, generalized_eigh
 from .fem import apply_blocks, assemble_blocks, project_blocks
 from .sequences import Waveform
@@ -211,13 +211,17 @@ def _gap(ops: "ProjectedOperators", v: torch.Tensor, tau: torch.Tensor) -> torch
 
 
 def _propagate(ops, Wu, v, tau: torch.Tensor, s: torch.Tensor, r: float, hi: float,
-               tol: float):
-    """exp(−τ_c (A + i s_c W_u)) v for every column c (Chebyshev, fixed degree per call).
+               tol: float, weights: np.ndarray | None = None):
+    """exp(−τ_c (A + i s_c W_u)) v for every column c (Chebyshev, one degree per call).
 
-    v: (n_dir, k, C, 2) real (real/imaginary parts). Returns (v, number of terms).
+    The degree bounds each column's error (its own ellipse: |s_c| sets ρ) by ``tol``, or,
+    with ``weights`` (n_out, C) ≥ 0, the combinations weights @ ε of the column errors ε
+    (what reaches interpolated outputs). v: (n_dir, k, C, 2) real (real/imaginary parts).
+    Returns (v, number of terms).
     """
     tau_np = tau.detach().numpy()
-    s_max = float(s.abs().max()) if s.numel() else 0.0
+    s_abs = np.abs(s.detach().numpy())
+    s_max = float(s_abs.max()) if s_abs.size else 0.0
     rho = ellipse_rho(2.0 * s_max * r / hi)
     c_all = 0.5 * tau_np * hi
     # sub-steps when one long step would need a very high degree
@@ -229,6 +233,12 @@ def _propagate(ops, Wu, v, tau: torch.Tensor, s: torch.Tensor, r: float, hi: flo
             n_sub, m = 2 * n_sub, m2
         else:
             break
+    # the smallest degree whose per-column bounds (each with its own ρ) meet the tolerance
+    rho_c = np.array([ellipse_rho(2.0 * x * r / hi) for x in s_abs])
+    eps = cheb_tails(c_all / n_sub, rho_c, m + 8)  # (m+9, C)
+    err = eps.max(axis=1) if weights is None else (eps @ weights.T).max(axis=1)
+    ok = np.nonzero(err <= tol / n_sub)[0]
+    m = max(int(ok[0]) if ok.size else m + 8, 1)
     coeffs = torch.as_tensor(cheb_coeffs(c_all / n_sub, m))  # (m+1, C)
     if s_max == 0.0:
         Wu = Wu.new_zeros((0,))
@@ -294,8 +304,13 @@ def _propagate_pulses(ops, Wu, v0, tau: torch.Tensor, s: torch.Tensor, r: float,
             # s = 0: the exact diagonal exponential, or one more column when A is coupled
             n_prop = half + 1 if (zero and not ops.exact_gap) else half
             tau_n = torch.full((n_prop,), float(t), dtype=torch.float64)
+            # an error ε_j at node j (and its conjugate at −s_j) reaches the measurement c
+            # as (|L_cj| + |L_c,N−j|)·ε_j: 0.9·tol for these, 0.1·tol for the interpolation
+            wts = np.abs(L[:, :n_prop]).copy()
+            wts[:, :half] += np.abs(L[:, n_nodes:n_nodes - half:-1])
             vn, m = _propagate(ops, Wu, v0[..., :n_prop, :], tau_n,
-                               torch.as_tensor(nodes[:n_prop].copy()), r, hi, tol)
+                               torch.as_tensor(nodes[:n_prop].copy()), r, hi, 0.9 * tol,
+                               weights=wts)
             if zero and ops.exact_gap:
                 v_zero = _gap(ops, v0[..., :1, :], tau_n[:1])[..., 0, 0]  # (n_dir, k)
             elif zero:
