@@ -41,6 +41,9 @@ class FixelTrackingConfig:
     max_sd_deg : cap on the per-fixel angular SD in probabilistic mode, degrees.
     interpolation : "trilinear" (the 8 surrounding voxels' best-aligned fixels, weighted) or
     "nearest" (FACT: the nearest voxel's fixel).
+    seed_fixel : which fixel of the seed voxel a streamline starts along: "largest", or
+    "fraction" (drawn at random with probability proportional to the fixel amplitudes, so
+    each bundle through a crossing voxel is seeded in proportion to its volume there).
     """
 
     step_mm: float = 0.5
@@ -52,6 +55,7 @@ class FixelTrackingConfig:
     probabilistic: bool = False
     max_sd_deg: float = 20.0
     interpolation: str = "trilinear"
+    seed_fixel: str = "largest"
 
     def __post_init__(self):
         if self.step_mm <= 0 or not 0 < self.angle_deg <= 90:
@@ -60,6 +64,8 @@ class FixelTrackingConfig:
             raise ValueError("seeds_per_voxel must be >= 1 and min_length_mm <= max_length_mm")
         if self.interpolation not in ("trilinear", "nearest"):
             raise ValueError("interpolation must be 'trilinear' or 'nearest'")
+        if self.seed_fixel not in ("largest", "fraction"):
+            raise ValueError("seed_fixel must be 'largest' or 'fraction'")
         if self.min_fraction < 0 or self.max_sd_deg < 0:
             raise ValueError("min_fraction and max_sd_deg must be >= 0")
 
@@ -212,9 +218,15 @@ def track_fixels(directions: np.ndarray, amplitudes: np.ndarray, mask: np.ndarra
     vox_mm = float(np.abs(np.linalg.det(affine[:3, :3])) ** (1 / 3))
     step_vox = cfg.step_mm / vox_mm
     max_steps = int(np.ceil(cfg.max_length_mm / cfg.step_mm))
-    # start along the seed voxel's largest fixel (perturbed in probabilistic mode)
+    # start along the seed voxel's largest fixel, or one drawn in proportion to the amplitudes
     v = np.rint(seeds).astype(np.int64)
-    k0 = np.argmax(amps[v[:, 0], v[:, 1], v[:, 2]], axis=1)
+    a0 = amps[v[:, 0], v[:, 1], v[:, 2]]
+    if cfg.seed_fixel == "fraction":
+        cum = np.cumsum(np.clip(a0, 0, None), axis=1)
+        u = np.random.default_rng([seed, 2]).uniform(size=len(a0)) * cum[:, -1]
+        k0 = np.minimum((cum <= u[:, None]).sum(1), a0.shape[1] - 1)
+    else:
+        k0 = np.argmax(a0, axis=1)
     d0 = dirs[v[:, 0], v[:, 1], v[:, 2], k0]
     good = np.linalg.norm(d0, axis=1) > 0.5
     seeds, d0 = seeds[good], d0[good]

@@ -113,3 +113,19 @@ def test_true_fixels_give_back_the_phantom_connectome():
     sc, _ = score_connectivity(sl, ph.labels, ph.affine, ph.weights)
     assert sc.valid_bundles == sc.n_true_bundles
     assert sc.valid > 0.6 and sc.pearson_r > 0.8 and sc.weighted_error < 0.25
+
+
+def test_seed_fixel_drawn_in_proportion_to_the_fractions():
+    """Seeds in a crossing voxel (fixel fractions 0.5 along x, 0.6 at 30°): 'largest' starts
+    every streamline on the 30° fixel; 'fraction' starts ≈ 0.5 / 1.1 = 45 % along x."""
+    dirs, amps = _two_bundles(30.0)
+    seed_mask = np.zeros(amps.shape[:3], bool)
+    seed_mask[15, 2, 2] = True
+    share = {}
+    for rule in ("largest", "fraction"):
+        cfg = FixelTrackingConfig(angle_deg=20.0, seeds_per_voxel=300, interpolation="nearest",
+                                  seed_fixel=rule, min_length_mm=0.5)
+        sl = track_fixels(dirs, amps, amps.max(-1) > 0, np.eye(4), cfg, seed_mask=seed_mask)
+        share[rule] = np.mean([np.ptp(s[:, 1]) < 1e-6 for s in sl])
+    assert share["largest"] == 0.0
+    assert 0.35 < share["fraction"] < 0.56
