@@ -15,9 +15,18 @@ and crossing WM voxels) and tissue-fraction correlation; then the command that m
     python benchmarks/wholebrain.py --scale 0.3 --seeds 0,1,2        # stability across seeds
     python benchmarks/wholebrain.py --scaling                        # ~10k, ~100k, full
     python benchmarks/wholebrain.py --json results.json
+    python benchmarks/wholebrain.py --scale 0.35 --workers 1 --before   # cost of the defaults
 
 Times are wall-clock seconds of the fit (phantom generation excluded); peak_rss_gib is the
 largest resident set of this process and of any fitting worker process.
+
+``--before`` also fits the same phantom with the behaviour before data-driven diffusivities
+and evidence-based fibre selection (``fibre_selection="threshold"``, fixed diffusivities) and
+prints before / after seconds and CPU seconds, their ratio, where the added CPU goes (the
+per-volume diffusivity estimate, the evidence test, the main fit) and a projection to the full
+brain: the estimate is a constant (it samples at most 50k voxels), the evidence test and the
+main fit scale with the voxels (their per-voxel CPU measured here). Compare CPU seconds: wall
+time on shared cores follows the load.
 """
 
 from __future__ import annotations
@@ -61,6 +70,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", help="PRISM device: auto, cpu or cuda (default: auto)")
     p.add_argument("--warm-start", default=None, help="PRISM warm start: sd (default: none, random start)")
     p.add_argument("--no-fast-kernel", action="store_true", help="PRISM: plain autograd forward")
+    p.add_argument("--before", action="store_true",
+                   help="PRISM also with the previous defaults (fixed diffusivities, threshold fibre "
+                        "selection) on the same phantom; prints the cost of the new defaults")
     p.add_argument("--json", metavar="FILE", help="also write one record per method as JSON")
     p.add_argument("-v", "--verbose", action="store_true")
     return p
@@ -112,12 +124,16 @@ def dice(a: np.ndarray, b: np.ndarray) -> float:
 
 # ------------------------------------------------------------------------------- methods
 
-def run_prism(ph, args, seed: int, threads: int):
+#: The behaviour before data-driven diffusivities and evidence-based fibre selection.
+BEFORE = {"fibre_selection": "threshold", "estimate_diffusivities": False}
+
+
+def run_prism(ph, args, seed: int, threads: int, changes: dict | None = None):
     from prismflow.prism import PrismConfig, VolumeConfig, fit_volume
     from prismflow.prism.memory import peak_cuda_gib, peak_rss_gib
 
     cfg = PrismConfig.for_volume(loss=args.loss, seed=seed, device=args.device, n_iter=args.iters,
-                                 fast_kernel=not args.no_fast_kernel)
+                                 fast_kernel=not args.no_fast_kernel, **(changes or {}))
     volume = VolumeConfig().with_changes(mem_gb=args.mem_gb, workers=args.workers,
                                          warm_start=args.warm_start)
     c0 = cpu_seconds()
@@ -144,8 +160,45 @@ def run_prism(ph, args, seed: int, threads: int):
                     "cpu_seconds": cpu,
                     "voxel_iterations_per_cpu_s": v * args.iters / max(cpu, 1e-9),
                     "load_average_1min": os.getloadavg()[0],
-                    "fast_kernel": not args.no_fast_kernel}
+                    "fast_kernel": not args.no_fast_kernel,
+                    "plan_cpu_seconds": fit.info.get("plan_cpu_seconds", 0.0),
+                    "selection_cpu_seconds": (fit.info.get("selection") or {}).get("cpu_seconds", 0.0),
+                    "selection": fit.info.get("selection"),
+                    "diffusivities": fit.config.get("diffusivities"),
+                    "fibre_selection": fit.config.get("fibre_selection")}
     return rec, fit
+
+
+def print_cost(before: dict, after: dict, full_voxels: int) -> None:
+    """Before / after seconds and CPU seconds, where the added CPU goes, a full-brain projection."""
+    b, a = before["extra"], after["extra"]
+    v = after["voxels"]
+
+    def split(e):
+        plan, sel = e["plan_cpu_seconds"], e["selection_cpu_seconds"]
+        return plan, sel, e["cpu_seconds"] - plan - sel
+
+    (bp, bs, bm), (ap, as_, am) = split(b), split(a)
+    print("\ncost of the new defaults (estimated diffusivities + evidence-based fibre selection)")
+    print(f"{'':<26}{'before':>10}{'after':>10}{'added':>10}{'ratio':>8}")
+    rows = [("wall seconds", before["seconds"], after["seconds"]),
+            ("CPU seconds", b["cpu_seconds"], a["cpu_seconds"]),
+            ("  planning (estimate, σ)", bp, ap), ("  evidence test", bs, as_),
+            ("  main fit + stitch", bm, am)]
+    for name, x, y in rows:
+        ratio = f"{y / x:>8.2f}" if x > 0.05 else f"{'—':>8}"
+        print(f"{name:<26}{x:>10.1f}{y:>10.1f}{y - x:>+10.1f}{ratio}")
+    sel = a.get("selection") or {}
+    print(f"evidence test: {sel.get('pruned_voxels', 0)} voxels pruned, tested per round "
+          f"{sel.get('tested')}, fibres removed {sel.get('removed')} (slab overlaps count twice)")
+    print(f"CPU growth at this scale ({v} voxels): {100 * (a['cpu_seconds'] / b['cpu_seconds'] - 1):+.0f} %"
+          f" (load average {b['load_average_1min']:.1f} / {a['load_average_1min']:.1f})")
+    # projection: planning is a constant (≤ 50k sampled voxels), the rest scales with voxels
+    f = full_voxels / v
+    proj_b, proj_a = bp + f * (bs + bm), ap + f * (as_ + am)
+    print(f"projected to {full_voxels} voxels (planning constant, the rest × {f:.1f}): "
+          f"{proj_b:.0f} → {proj_a:.0f} CPU s, {100 * (proj_a / proj_b - 1):+.0f} % "
+          f"(a projection, not a measurement)")
 
 
 def run_peer(ph, name: str, threads: int):
@@ -226,6 +279,15 @@ def main(argv=None) -> int:
         print(f"phantom: {ph.dwi.shape[:3]} grid, {ph.n_voxels} brain voxels, {len(ph.acquisition)} "
               f"measurements, SNR {args.snr:g}, built in {gen:.1f} s", flush=True)
         fits = {}
+        if args.before and "prism" in methods:
+            import torch.optim  # noqa: F401  (the optimiser's one-time imports, outside both timings)
+            torch.optim.Rprop([torch.zeros(1, requires_grad=True)])
+            rec, _ = run_prism(ph, args, seeds[0], threads, BEFORE)
+            rec["method"] = "prism-before"
+            rows.append(rec)
+            e = rec["extra"]
+            print(f"  prism before (threshold selection, fixed diffusivities): {rec['seconds']:.1f} s wall, "
+                  f"{e['cpu_seconds']:.0f} CPU s (load average {e['load_average_1min']:.1f})", flush=True)
         for name in methods:
             if name == "prism":
                 for seed in seeds:
@@ -252,6 +314,9 @@ def main(argv=None) -> int:
             for rec, st in zip([r for r in rows if r["method"].startswith("prism-seed")], stab):
                 rec.setdefault("extra", {})["stability_vs_first_seed"] = st
     print_table(rows)
+    if args.before and any(r["method"] == "prism-before" for r in rows):
+        print_cost(next(r for r in rows if r["method"] == "prism-before"),
+                   next(r for r in rows if r["method"] == "prism"), HCP_BRAIN_VOXELS)
     if extra.get("stability"):
         print(f"\nstability against seed {seeds[0]}:")
         for s in extra["stability"]:

@@ -122,7 +122,7 @@ class _FusedTissueMSE(torch.autograd.Function):
 class FusedConstants:
     """Acquisition-only tensors of the fused kernel, built once per fit.
 
-    bvecs : (N, 3); coef : (2, 1, N) = −b·[1, (D∥ − D⊥)/D∥] scaled so that
+    bvecs : (N, 3); bvals : (N,) s/mm²; coef : (2, 1, N) = −b·[1, (D∥ − D⊥)/D∥] scaled so that
     ``coef·c²`` is the exponent of the stick / zeppelin; shift : (2, 1, N) = [0, −b D⊥];
     d_pair : (2,) = [1, (D∥ − D⊥)/D∥]·D∥ ratio used by the direction gradient; iso : (3, N).
     """
@@ -130,6 +130,7 @@ class FusedConstants:
     def __init__(self, at: AcquisitionTensors):
         b_ax, b_ex = at.b_axial, at.b_excess
         self.bvecs = at.bvecs.contiguous()
+        self.bvals = at.bvals.contiguous()                          #: (N,) s/mm²
         # exponent of stick: −b D∥ c²; of zeppelin: −b D⊥ − b (D∥−D⊥) c²
         self.coef = torch.stack([-b_ax, -b_ex])[:, None, :].contiguous()
         self.shift = torch.stack([torch.zeros_like(b_ax), torch.log(at.radial)])[:, None, :].contiguous()
@@ -183,3 +184,88 @@ def fidelity(params: TissueParameters, at: AcquisitionTensors, calib, y: torch.T
         return fused_mse(params, consts, y, gain=gain, offset=offset, bias=calib.bias())
     pred = calib(tissue_signal(params, at, fused=cfg.fast_kernel))
     return mse(pred, y) if cfg.loss == "mse" else rician_nll(pred, y, calib.sigma)
+
+
+class _FusedVoxelDiffusivityMSE(torch.autograd.Function):
+    """Loss and analytic gradients of the uncalibrated tissue-signal MSE with per-voxel D∥, D⊥.
+
+    The evidence test's alternative model (``prism/selection.py``): every voxel has its own
+    fibre diffusivities. Same chunked scheme as :class:`_FusedTissueMSE`.
+    """
+
+    @staticmethod
+    def forward(ctx, s0, fractions, directions, f_in, diff, y, bvals, bvecs, iso, chunk, want_grad):
+        v_all, n = y.shape
+        k = directions.shape[1]
+        dev, dt = y.device, y.dtype
+        inv = 1.0 / (v_all * n)
+        f_k = fractions[:, 3:]
+        w = torch.stack([f_k * f_in, f_k * (1 - f_in)], dim=1)          # (V, 2, K)
+        d_ax, d_rad = diff[:, 0], diff[:, 1]
+        total = torch.zeros((), device=dev, dtype=torch.float64)
+        if want_grad:
+            g_s0 = torch.empty_like(s0)
+            g_iso = torch.empty(v_all, 3, device=dev, dtype=dt)
+            g_w = torch.empty(v_all, 2, k, device=dev, dtype=dt)
+            g_dir = torch.empty_like(directions)
+            g_diff = torch.empty(v_all, 2, device=dev, dtype=dt)
+            bgrad = (-2.0 * bvals[:, None] * bvecs).t().contiguous()     # (3, N)
+        bt = bvecs.t().contiguous()
+        for a in range(0, v_all, chunk):
+            b = min(a + chunk, v_all)
+            m = b - a
+            cos = torch.matmul(directions[a:b], bt)                      # (m, K, N)
+            bc2 = cos * cos * bvals                                      # b_n c², s/mm²
+            da, dr = d_ax[a:b, None, None], d_rad[a:b, None, None]
+            e = torch.stack([-da * bc2, -dr * bvals - (da - dr) * bc2], 1).exp_()  # (m, 2, K, N)
+            t = torch.bmm(w[a:b].reshape(m, 1, 2 * k), e.view(m, 2 * k, n)).view(m, n)
+            t.addmm_(fractions[a:b, :3], iso)                            # tissue signal / S0
+            r = t * s0[a:b, None] - y[a:b]
+            total += torch.dot(r.view(-1), r.view(-1)).double()
+            if not want_grad:
+                continue
+            gq = r.mul_(2.0 * inv)                                       # dL/dpred
+            g_s0[a:b] = (t * gq).sum(1)
+            gt = gq.mul_(s0[a:b, None])                                  # dL/dT
+            torch.mm(gt, iso.t(), out=g_iso[a:b])
+            e.mul_(gt[:, None, None, :])                                 # gT_n E_j,kn
+            torch.sum(e, -1, out=g_w[a:b])
+            stick = e[:, 0] * w[a:b, 0, :, None]                         # w_s,k gT E_s
+            zep = e[:, 1] * w[a:b, 1, :, None]                           # w_z,k gT E_z
+            # exponents −D∥ b c² and −D⊥ b − (D∥ − D⊥) b c²
+            g_diff[a:b, 0] = -(bc2 * (stick + zep)).sum((1, 2))
+            g_diff[a:b, 1] = -((bvals - bc2) * zep).sum((1, 2))
+            gc = (stick * da + zep * (da - dr)) * cos                    # dL/d(b c²)·c / −b
+            g_dir[a:b] = torch.mm(bgrad, gc.reshape(m * k, n).t()).t().reshape(m, k, 3)
+        loss = (total * inv).to(dt)
+        if want_grad:
+            g_frac = torch.cat([g_iso, g_w[:, 0] * f_in + g_w[:, 1] * (1 - f_in)], dim=1)
+            g_fin = f_k * (g_w[:, 0] - g_w[:, 1])
+            ctx.save_for_backward(g_s0, g_frac, g_dir, g_fin, g_diff)
+        ctx.want_grad = want_grad
+        return loss
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        if not ctx.want_grad:
+            raise RuntimeError("the fused MSE was evaluated without gradients")
+        grads = [g * grad_out for g in ctx.saved_tensors]
+        return (*grads, None, None, None, None, None, None)
+
+
+def fused_mse_voxel_diffusivities(params: TissueParameters, diffusivities: torch.Tensor,
+                                  consts: FusedConstants, y: torch.Tensor, *,
+                                  chunk: int | None = None) -> torch.Tensor:
+    """mean((S − y)²) of the tissue signal with per-voxel fibre diffusivities; scalar.
+
+    params : constrained tissue parameters of V voxels; diffusivities : (V, 2) [D∥, D⊥] per
+    voxel, mm²/s (the isotropic pools keep ``consts``' values); y : (V, N) b0-normalised
+    data. No calibration terms (the evidence test fits calibration-removed data).
+    """
+    k = params.n_fibres
+    if chunk is None:
+        chunk = chunk_voxels(k, y.shape[1], y.device)
+    tensors = (params.s0, params.fractions, params.directions, params.f_in, diffusivities)
+    want = torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
+    return _FusedVoxelDiffusivityMSE.apply(*tensors, y, consts.bvals, consts.bvecs, consts.iso,
+                                           int(chunk), want)

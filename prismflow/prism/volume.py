@@ -184,12 +184,15 @@ def plan_volume(dwi, acq: Acquisition, mask: np.ndarray | None, config: PrismCon
     # model settings every slab uses are fixed here, once per volume, and travel in the plan
     # (on one torch thread: a reduction's result depends on the thread count, and the plan must
     # not depend on what the calling process set — prismflow-fit and a pydra task differ there)
+    estimate_cpu = 0.0
     if cfg.estimate_diffusivities and not cfg.diffusivity_source:
+        estimate_cpu = time.process_time()
         with _one_torch_thread():
             est = estimate_diffusivities(masked_sample(dwi, mask), acq,
                                          defaults=cfg.diffusivities, seed=cfg.seed)
         cfg = cfg.replace(diffusivities=est.diffusivities, diffusivity_source=est.summary())
-        log.info("diffusivities for the whole volume: %s", est.summary())
+        estimate_cpu = time.process_time() - estimate_cpu
+        log.info("diffusivities for the whole volume (%.1f CPU s): %s", estimate_cpu, est.summary())
     budget = float(volume.mem_gb) if volume.mem_gb is not None else default_budget_gib(device)
     n_meas, k, n_vox = len(acq), cfg.n_fibres, int(mask.sum())
     n_slices = mask.shape[axis]
@@ -287,6 +290,16 @@ def stitch_volume(plan: VolumePlan, parts: list[PrismFit | None]) -> PrismFit:
         warm_start=plan.warm_start, plan=plan.to_dict(),
         worker_peak_rss_gib=max(p.info.get("peak_rss_gib", 0.0) for p in used),
         oom_splits=sum(p.info.get("oom_splits", 0) for p in used))
+    # what the evidence test cost and decided, summed over slabs (overlap voxels count twice)
+    sel = [p.info["selection"] for p in used if p.info.get("selection")]
+    if sel:
+        fit.info["selection"] = {
+            "rule": sel[0].get("rule"), "slabs": len(sel),
+            **{key: float(sum(r.get(key, 0.0) for r in sel)) for key in ("seconds", "cpu_seconds")},
+            **{key: int(sum(r.get(key, 0) for r in sel)) for key in ("pruned_voxels",)},
+            **{key: [int(sum(r[key][i] for r in sel if i < len(r.get(key, []))))
+                     for i in range(max(len(r.get(key, [])) for r in sel))]
+               for key in ("tested", "removed")}}
     return fit
 
 
@@ -302,7 +315,9 @@ def fit_volume(dwi, acq: Acquisition, mask: np.ndarray | None, cfg: PrismConfig,
     """
     volume = (volume or VolumeConfig()).with_changes(**volume_changes)
     mask = _check_inputs(dwi, acq, mask)
+    t_plan = (time.perf_counter(), time.process_time())
     plan = plan_volume(dwi, acq, mask, cfg, volume)
+    t_plan = (time.perf_counter() - t_plan[0], time.process_time() - t_plan[1])
     t0 = time.perf_counter()
     device = torch.device(plan.device)
     fits = run_jobs(lambda i: slab_job(plan, dwi, mask, i), len(plan.slabs), acq,
@@ -310,6 +325,8 @@ def fit_volume(dwi, acq: Acquisition, mask: np.ndarray | None, cfg: PrismConfig,
                     device=device, progress=progress, warm_start=plan.warm_start)
     fit = stitch_volume(plan, [fits.get(i) for i in range(len(plan.slabs))])
     fit.info["wall_seconds"] = time.perf_counter() - t0
+    # planning = the per-volume estimates (diffusivities, σ) and the slab layout
+    fit.info["plan_seconds"], fit.info["plan_cpu_seconds"] = t_plan
     fit.info["peak_rss_gib"] = peak_rss_gib()
     log.info("fitted %d voxels in %.1f s", plan.n_voxels, fit.info["wall_seconds"])
     return fit

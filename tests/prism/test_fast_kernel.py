@@ -93,3 +93,42 @@ def test_fast_and_plain_fits_agree(small_phantom):
     main = fast.fibre_fractions > 0.2
     assert np.degrees(np.arccos(np.clip(cos[main], -1, 1))).max() < 0.5
     np.testing.assert_allclose(fast.fractions, plain.fractions, atol=5e-3)
+
+
+def _plain_voxel_diffusivity_mse(p, diff, at, y):
+    """The per-voxel-diffusivity tissue signal written out with autograd (the reference)."""
+    b = at.bvals
+    c2 = torch.einsum("vkd,nd->vkn", p.directions, at.bvecs) ** 2
+    da, dr = diff[:, 0, None, None], diff[:, 1, None, None]
+    fin = p.f_in[..., None]
+    fib = fin * torch.exp(-b * da * c2) + (1 - fin) * torch.exp(-b * (dr + (da - dr) * c2))
+    pred = p.s0[:, None] * (p.fractions[:, :3] @ at.iso
+                            + torch.einsum("vk,vkn->vn", p.fractions[:, 3:], fib))
+    return ((pred - y) ** 2).mean()
+
+
+@pytest.mark.parametrize("k", [1, 3])
+def test_voxel_diffusivity_kernel_matches_autograd_float64(k):
+    from prismflow.prism.kernels import fused_mse_voxel_diffusivities
+
+    _, at, raw, _, y = _problem(torch.float64, k=k, calibrated=False)
+    g = torch.Generator().manual_seed(3)
+    diff = torch.stack([1.7e-3 * torch.exp(0.4 * (2 * torch.rand(y.shape[0], generator=g, dtype=torch.float64) - 1)),
+                        0.3e-3 * torch.exp(0.7 * (2 * torch.rand(y.shape[0], generator=g, dtype=torch.float64) - 1))],
+                       1).requires_grad_()
+    consts = FusedConstants(at)
+    inputs = raw + [diff]
+    lf = fused_mse_voxel_diffusivities(constrain(*raw), diff, consts, y, chunk=10)
+    gf = torch.autograd.grad(lf, inputs)
+    lp = _plain_voxel_diffusivity_mse(constrain(*raw), diff, at, y)
+    gp = torch.autograd.grad(lp, inputs)
+    torch.testing.assert_close(lf, lp, rtol=1e-12, atol=0)
+    for a, b in zip(gf, gp):
+        torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-15 * max(1.0, float(b.abs().max())))
+    # with every voxel at the volume's values it is the ordinary fused MSE
+    same = torch.tensor([1.7e-3, 0.3e-3], dtype=torch.float64).expand(y.shape[0], 2)
+    cfg = PrismConfig()
+    at0 = AcquisitionTensors(multishell_scheme(n_dirs=15, n_b0=3, seed=0), cfg.diffusivities,
+                             dtype=torch.float64)
+    torch.testing.assert_close(fused_mse_voxel_diffusivities(constrain(*raw), same, FusedConstants(at0), y),
+                               fused_mse(constrain(*raw), FusedConstants(at0), y), rtol=1e-12, atol=0)
