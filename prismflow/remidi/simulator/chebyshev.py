@@ -132,8 +132,8 @@ def certify_growth(A: np.ndarray, W: np.ndarray, r: float, etas, gamma: float) -
     """Certified points (η, −γηr) with λ_min(A ∓ η W_u) ≥ −γηr for every direction u, for
     the η at which a Cholesky factorisation of every A ∓ ηW_u + γηr·I (all directions, both
     signs) succeeds — i.e. all are positive definite, up to the factorisation's backward
-    error (~k·ε‖A‖, negligible here); 2 ms per η for 60 matrices of 87 × 87. Points that fail are left
-    out (the crude bound γ = 1 holds by Weyl's inequality).
+    error (~k·ε‖A‖, negligible here); 2 ms per η for 60 matrices of 87 × 87. Points that
+    fail are left out (the crude bound γ = 1 holds by Weyl's inequality).
 
     Parameters
     ----------
@@ -214,6 +214,9 @@ class _Pool:
 
 
 _POOL = _Pool()
+
+#: terms per product in the backward's W̄ accumulation
+_CHUNK = 8
 
 
 # --------------------------------------------------------------------------- the recurrence
@@ -304,10 +307,13 @@ class _Chebyshev(torch.autograd.Function):
         pv_bar = torch.zeros_like(pv)
         acc = torch.zeros((nd, k, C, 2), dtype=dt)  # Σ_j f_j B_{j+1} ⊙ T_j
         # R_j = f_j B_{j+1} Pᵀ (Pᵀ: t ↦ −i s t) are both the rotated input of the adjoint
-        # product and the left factors of W̄ = Σ_j R_j T_jᵀ
-        R = _POOL.take((nd, k, m, C, 2), dt) if W_ is not None else None
+        # product and the left factors of W̄ = Σ_j R_j T_jᵀ, accumulated by chunks of
+        # ``_CHUNK`` terms: one product with inner size _CHUNK·2C per chunk, and no second
+        # store as large as the terms'
+        R = torch.empty((nd, k, _CHUNK, C, 2), dtype=dt) if W_ is not None else None
+        W_bar = np.zeros((nd, k, k), dtype=W_.dtype) if W_ is not None else None
+        tmp = np.empty_like(W_bar) if W_ is not None else None
         bufs = [torch.empty_like(ybar) for _ in range(3)]
-        rot = torch.empty_like(ybar)
         tj = torch.empty_like(ybar)
         b_next2 = None  # B_{j+2}
         b_next = bufs[m % 3]
@@ -319,9 +325,16 @@ class _Chebyshev(torch.autograd.Function):
                 tj.copy_(T[:, :, j])
                 bj = bufs[j % 3]
                 if R is not None:
-                    _rotate(b_next, ph[w], rot)
-                    _matmul(W_, rot, bj)
-                    R[:, :, j] = rot
+                    j0 = j - j % _CHUNK
+                    rj = R[:, :, j - j0]
+                    _rotate(b_next, ph[w], rj)
+                    _matmul(W_, rj, bj)
+                    if j == j0:  # chunk [j0, j1) complete: W̄ += Σ_j R_j T_jᵀ
+                        n_c = min(_CHUNK, m - j0)
+                        np.matmul(_np(R[:, :, :n_c]).reshape(nd, k, -1),
+                                  _np(T[:, :, j0:j0 + n_c]).reshape(nd, k, -1)
+                                  .transpose(0, 2, 1), out=tmp)
+                        W_bar += tmp
                     bj.addcmul_(b_next, d[w])
                 else:
                     torch.mul(b_next, d[w], out=bj)
@@ -330,19 +343,14 @@ class _Chebyshev(torch.autograd.Function):
                 if has_pairs:
                     bj.index_add_(1, pairs[:, 1],
                                   b_next[:, pairs[:, 0]] * (f * pv)[None, :, None, None])
-                    pv_bar.add_((b_next[:, pairs[:, 0]] * tj[:, pairs[:, 1]]).sum(dim=(0, 2, 3)),
-                                alpha=f)
+                    pv_bar.add_((b_next[:, pairs[:, 0]] * tj[:, pairs[:, 1]]).sum(
+                        dim=(0, 2, 3)), alpha=f)
                 bj.addcmul_(ybar, a[j])
                 acc.addcmul_(b_next, tj, value=f)
                 b_next2, b_next = b_next, bj
-            W_bar = None
-            if R is not None:
-                Tm = _np(T[:, :, :m]).reshape(nd, k, m * C * 2)
-                W_bar = torch.from_numpy(np.matmul(_np(R).reshape(nd, k, m * C * 2),
-                                                   Tm.transpose(0, 2, 1)))
-                _POOL.give(R)
         lam_bar = acc.sum(dim=(0, 2, 3))
-        return (b_next, lam_bar, pv_bar if has_pairs else None, W_bar,
+        return (b_next, lam_bar, pv_bar if has_pairs else None,
+                None if W_bar is None else torch.from_numpy(W_bar),
                 None, None, None, None, None)
 
 
