@@ -43,10 +43,11 @@ class PriorWeights:
     repulsion: float = 0.0       #: Σ_{j<k} f_j f_k (n_j·n_k)² per voxel
     sparsity: float = 0.005      #: L1 on the minor fibre fractions, rank-weighted
     #: each further minor fibre costs this much more. 32: the weakest rank prior for which
-    #: ``benchmarks/crossing.py --snr 30`` (tuning set) stays ≤ 2.0° overall (1.97°; 16: 2.00°,
-    #: 4: 2.08°); 128 (the earlier value) erased most true third fibres (3-fibre error 23° vs
-    #: 11° at 32 on the tuning cell random/3shell/SNR 30). Which fibres stay is decided after the
-    #: fit by the evidence test (``prism/selection.py``), not by this prior.
+    #: ``benchmarks/crossing.py --snr 30`` (tuning set) stays ≤ 2.0° overall (1.997°; 48: 1.956°,
+    #: 64: 1.963°); on the tuning cell random/3shell/SNR 30 the 3-fibre error is 12.2° at 32 and
+    #: 18.7 / 20.9 / 23.4° at 48 / 64 / 128 (the earlier value, which erased most true third
+    #: fibres). Which fibres are reported is decided after the fit by the evidence test
+    #: (``prism/selection.py``), not by this prior.
     sparsity_growth: float = 32.0
     orphan_wm: float = 0.0       #: WM fraction where S0 is near zero
     continuity: float = 0.0      #: neighbouring voxels share fibre directions
