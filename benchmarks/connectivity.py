@@ -20,8 +20,11 @@ FOD peak amplitudes of CSD likewise), so one ``--min-fraction`` serves every sou
 curvature of PRISM's loss, :mod:`prismflow.prism.uncertainty`) and ``mrtrix-ifod2`` (MRtrix3
 ``tckgen -algorithm iFOD2`` on the CSD FODs, same seeds count, mask and step).
 
-Tracking settings were chosen on the tuning geometry ``--seeds 100`` (not in 0–3); seeds 0–3
-are held out.
+Tracking settings were chosen on the tuning geometry ``--seeds 100`` (not in 0–3) by PRISM's
+weighted error there: nearest-voxel fixel lookup, angle 20°, min fraction 0.1, each streamline
+started on a fixel drawn in proportion to the seed voxel's fractions. Seeds 0–3 are held out.
+MRtrix3 iFOD2 runs with its own defaults (angle 45°, FOD cutoff 0.05) and the same step,
+seed count, seed and tracking masks.
 
     python benchmarks/connectivity.py --preset hard --seeds 0 1 2 3
 """
@@ -69,7 +72,11 @@ def build_parser():
     p.add_argument("--cache", metavar="DIR", help="keep each source's fixels here (npz) and reuse "
                    "them on reruns (tracking settings can then change without refitting)")
     p.add_argument("--shape", type=int, default=None, help="grid size override of the preset")
-    p.add_argument("--interpolation", default="trilinear", choices=("trilinear", "nearest"))
+    p.add_argument("--interpolation", default="nearest", choices=("trilinear", "nearest"),
+                   help="fixel lookup (default nearest: PRISM's lowest error on seed 100)")
+    p.add_argument("--seed-fixel", default="fraction", choices=("largest", "fraction"),
+                   help="fixel a streamline starts along (default fraction: drawn in proportion "
+                        "to the seed voxel's fractions; lowest truth and PRISM error on seed 100)")
     p.add_argument("--combine", nargs="+", metavar="JSON", help="print the table of earlier runs' "
                    "--json files (e.g. one per seed, run in parallel) instead of running")
     p.add_argument("--json", metavar="FILE")
@@ -281,7 +288,7 @@ def main(argv=None) -> int:
     sources = [s.strip() for s in args.sources.split(",") if s.strip()]
     cfg = FixelTrackingConfig(step_mm=args.step_mm, angle_deg=args.angle_deg,
                               min_fraction=args.min_fraction, seeds_per_voxel=args.seeds_per_voxel,
-                              interpolation=args.interpolation)
+                              interpolation=args.interpolation, seed_fixel=args.seed_fixel)
     pcfg = FixelTrackingConfig(**{**cfg.__dict__, "probabilistic": True})
     t_start, c_start = time.perf_counter(), cpu_seconds()
     rows = []

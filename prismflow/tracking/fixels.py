@@ -88,11 +88,12 @@ def _perturb(d: np.ndarray, sd_rad: np.ndarray, rng) -> np.ndarray:
     tangent axis) about random axes orthogonal to them."""
     helper = np.where(np.abs(d[:, :1]) < 0.9, [[1.0, 0, 0]], [[0, 1.0, 0]])
     e1 = np.cross(d, helper)
-    e1 /= np.linalg.norm(e1, axis=1, keepdims=True)
+    # rows of d that are zero (streamlines stopping at this step) stay zero, without a warning
+    e1 /= np.maximum(np.linalg.norm(e1, axis=1, keepdims=True), 1e-12)
     e2 = np.cross(d, e1)
     a = rng.standard_normal((len(d), 2)) * sd_rad[:, None]
     out = d + a[:, :1] * e1 + a[:, 1:] * e2
-    return out / np.linalg.norm(out, axis=1, keepdims=True)
+    return out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
 
 
 _CORNERS = np.array([[i, j, k] for i in (0, 1) for j in (0, 1) for k in (0, 1)])
