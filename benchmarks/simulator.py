@@ -71,6 +71,48 @@ def _time(torch, mesh, seqs, b, u, repeats, **kw):
     return min(fwd), min(tot), min(cpu_f), min(cpu_t), tuple(s.shape)
 
 
+def _product_floor(torch, mesh, seqs, b, u) -> tuple[float, float, str]:
+    """GFLOP of the k×k products of one forward + backward (forward recurrence, adjoint
+    recurrence, W̄), and the rate numpy's BLAS reaches on the recurrence's shape here.
+
+    The kernel's shapes are recorded by wrapping ``chebyshev_apply`` for one run; the rate
+    is measured on random arrays of the same shape (n_dir × (k × k) · (k × 2C)).
+    """
+    import numpy as np
+
+    from prismflow.remidi import simulate_signal
+    from prismflow.remidi.simulator import chebyshev, matrix_formalism
+
+    calls = []
+    orig = matrix_formalism.chebyshev_apply
+
+    def record(v, lam, pvals, Wu, pairs, s, coeffs, scale):
+        if Wu.numel():
+            calls.append((v.shape[0], v.shape[1], v.shape[2], coeffs.shape[0] - 1))
+        return orig(v, lam, pvals, Wu, pairs, s, coeffs, scale)
+
+    matrix_formalism.chebyshev_apply = record
+    try:
+        v = mesh.vertices.clone().requires_grad_(True)
+        simulate_signal(mesh.with_vertices(v), seqs, b, u).square().sum().backward()
+    finally:
+        matrix_formalism.chebyshev_apply = orig
+    flops = sum(3 * 2 * nd * k * k * m * 2 * C for nd, k, C, m in calls)
+    nd, k, C, m = calls[0]
+    rng = np.random.default_rng(0)
+    W = rng.standard_normal((nd, k, k))
+    x = rng.standard_normal((nd, k, 2 * C))
+    out = np.empty_like(x)
+    with chebyshev.blas_threads(torch.get_num_threads()):
+        np.matmul(W, x, out=out)
+        t0 = time.process_time()
+        for _ in range(200):
+            np.matmul(W, x, out=out)
+        rate = 200 * 2 * nd * k * k * 2 * C / (time.process_time() - t0)
+    shape = f"{len(calls)} call(s): {nd} directions × {C} columns × {m} terms, k = {k}"
+    return flops / 1e9, rate / 1e9, shape
+
+
 def accuracy(torch) -> None:
     """Print the validation table (errors are max |S_FEM − S_ref| over the b-values)."""
     from pathlib import Path
@@ -249,7 +291,7 @@ def main(argv=None) -> int:
     print("command  :", " ".join([os.path.basename(sys.executable)] + sys.argv))
     print("device   :", _cpu_name(), f"({os.cpu_count()} logical CPUs)")
     print(f"torch    : {torch.__version__}, threads={torch.get_num_threads()}, "
-          "eigenproblem float64")
+          "eigenproblem float64; numpy BLAS inside the simulator limited to the same count")
     print(f"load avg : {os.getloadavg()[0]:.2f} (shared machine: timings are upper bounds)")
     seqs, b, u = _protocol(torch)
     n_meas = len(seqs) * b.numel() * u.shape[0]
@@ -269,6 +311,10 @@ def main(argv=None) -> int:
             verdict = "met" if ct <= 0.2 else "NOT met"
             print(f"{'':>10} target: forward+backward ≤ 0.2 s on one core, float64 — {verdict} "
                   f"by CPU time ({ct:.3f} s)")
+            gflop, rate, kshape = _product_floor(torch, mesh, seqs, b, u)
+            print(f"{'':>10} propagation products: {gflop:.2f} GFLOP per forward+backward "
+                  f"({kshape}); numpy BLAS on that shape here: {rate:.1f} GFLOP/s → "
+                  f"{gflop / rate:.3f} s of the {ct:.3f} s")
 
     print(f"\n== larger meshes (sparse eigen path above 2,500 vertices), double, "
           f"min of {max(1, args.repeats // 3)} ==")
