@@ -63,3 +63,26 @@ def test_single_shell_single_fibres_not_worse_than_csd():
     assert p.overall_deg <= c.overall_deg + 0.5, (p.overall_deg, c.overall_deg)
     assert p.single_fibre_fp_rate() <= 0.05
     assert fit.info["single_shell"] and np.all(fit.fractions[:, 1:3] < 1e-6)
+
+
+def test_three_fibre_voxels_resolved_better_than_csd():
+    """Three fibres ≥ 45° apart (each ≥ 20 %, dipy tensors): PRISM beats dipy CSD on them.
+
+    The rank-weighted sparsity prior once erased most true third fibres (growth 128: 21.0° vs
+    dipy CSD's 20.5°, all three found in 20 % vs 23 % of voxels on this phantom); the fibre count
+    is now left to the evidence test. Single-fibre voxels are included so that CSD's response
+    from the data is a fair one.
+    """
+    from prismflow.baselines import get_method
+
+    ph = make_multitensor_phantom(scheme("3shell"), "random", snr=30, n_single=40, angles_deg=(),
+                                  n_three=30, seed=5)
+    three = ph.n_fibres == 3
+    fit = PrismModel(ph.acquisition, PrismConfig(device="cpu")).fit(ph.signal, progress=False)
+    csd = get_method("dipy-csd", response="data").fit_peaks(ph.signal, ph.acquisition)
+    p = score_peaks(fit.directions[three], fit.present()[three], ph.true_dirs[three], ph.n_fibres[three])
+    c = score_peaks(csd.directions[three], csd.amplitudes[three] > 0, ph.true_dirs[three],
+                    ph.n_fibres[three])
+    assert p.overall_deg < c.overall_deg, (p.overall_deg, c.overall_deg)
+    assert np.mean(p.matched == 3) > np.mean(c.matched == 3), (np.mean(p.matched == 3),
+                                                               np.mean(c.matched == 3))
