@@ -223,6 +223,8 @@ def apply_blocks(index: torch.Tensor, blocks: torch.Tensor, x: torch.Tensor,
 
 #: elements per chunk in the gathers of :func:`project_blocks`' backward (bounds memory)
 _CHUNK = 16384
+#: up to this many vertices that backward gathers from a dense n × n product instead
+_DENSE_GATHER = 1500
 
 
 def _csr_blocks(index: torch.Tensor, blocks: torch.Tensor, n: int):
@@ -258,9 +260,16 @@ class _ProjectBlocks(torch.autograd.Function):
         ph = phi.detach()
         phi_bar = torch.zeros_like(phi)
         blocks_bar = []
+        n = phi.shape[0]
         for m, g in zip(ctx.mats, gb):
             phi_bar += torch.as_tensor(m @ (ph @ (g + g.T)).numpy())
             U = phi @ g  # (n, K)
+            if n <= _DENSE_GATHER:
+                # B̄_e[a, b] = (U Φᵀ)[i_a, i_b]: one n × n product and a gather (at 323
+                # vertices ≈ 4× faster than the per-element 4 × K · K × 4 products)
+                P = U @ phi.T
+                blocks_bar.append(P[index[:, :, None], index[:, None, :]])
+                continue
             parts = []
             for s in range(0, index.shape[0], _CHUNK):
                 idx = index[s:s + _CHUNK]
