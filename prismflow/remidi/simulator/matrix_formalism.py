@@ -20,9 +20,11 @@ A + i s W_u (Re ∈ [0, λ_max], |Im| ≤ |s|·r with r the mesh half-extent alo
 degree is chosen so that the error bound Σ_{j>m}|a_j|ρ^j·(1+√2) (Crouzeix) is below ``tol``.
 Gradient-free segments use the exact diagonal exponential (plus the first-order
 within-cluster term). A PGSE-like waveform [+a, 0, −a] needs only the first pulse:
-S = conj(v)ᵀ G v, v = exp(−δK)c, G = exp(−(Δ−δ)A). Everything is batched: directions ×
-(sequences · b-values) columns, with one real k×k matrix product per direction per
-Chebyshev term; no Python loop over measurements.
+S = conj(v)ᵀ G v, v = exp(−δK)c, G = exp(−(Δ−δ)A); v is computed at Chebyshev nodes in q
+and interpolated (v(−s) = conj(v(s)), rigorous node count; see :func:`_propagate_pulses`),
+and S comes from Gram matrices of the node vectors. Everything is batched: directions ×
+columns, with one real k×k matrix product per direction per Chebyshev term
+(:mod:`.chebyshev`); no Python loop over measurements.
 
 Public units: b in s/mm², diffusivity in mm²/s, lengths µm, times ms. Inside: µm, ms,
 D in µm²/ms (× 1e3), b in ms/µm² (× 1e-3), q = γg in rad/(µm·ms).
