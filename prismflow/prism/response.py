@@ -32,6 +32,7 @@ import torch
 from ..io.gradients import Acquisition
 from .config import Diffusivities
 from .losses import rician_logpdf
+from .noise import b0_noise_sigma
 
 #: Bounds of the estimated fibre diffusivities (mm²/s): in-vivo and ex-vivo-at-body-temperature
 #: values lie inside; the bounds only stop a degenerate fit from running away.
@@ -226,7 +227,7 @@ def estimate_diffusivities(data: np.ndarray, acq: Acquisition, *,
         sources["axial"] = sources["radial"] = f"constant (only {cand.size} voxels with FA >= {fa_min})"
         return DiffusivityEstimate(d, sources, int(shells.size))
     if noise_sigma is None and int(acq.b0_mask.sum()) >= 2:
-        noise_sigma = float(np.median(y[:, acq.b0_mask].std(axis=1, ddof=1)))
+        noise_sigma = b0_noise_sigma(y[:, acq.b0_mask])
     if noise_sigma is not None and not (np.isfinite(noise_sigma) and noise_sigma > 1e-4):
         noise_sigma = None                       # noise-free input: least squares
     rms = fin = None
