@@ -176,6 +176,7 @@ def estimate_diffusivities(data: np.ndarray, acq: Acquisition, *,
                            defaults: Diffusivities | None = None, n_wm: int = 300,
                            fa_min: float = 0.4, rounds: int = 2, n_iter: int = 300,
                            min_wm: int = 10, min_iso: int = 20, max_voxels: int = 50_000,
+                           rank_iter: int = 100,
                            noise_sigma: float | None = None, seed: int = 0) -> DiffusivityEstimate:
     """Estimate the model's diffusivities from (V, N) signals (data units).
 
@@ -187,7 +188,9 @@ def estimate_diffusivities(data: np.ndarray, acq: Acquisition, *,
     n_wm : at most this many highest-FA voxels start the WM response.
     fa_min : WM candidates need at least this FA.
     rounds : refinement rounds, each keeping the better-fitting half of the WM voxels.
-    n_iter : Adam iterations per one-fibre fit.
+    n_iter : iterations (Adam warm-up, then L-BFGS) of the last one-fibre fit.
+    rank_iter : at most this many iterations in the fits of the earlier rounds, which only
+        rank the voxels (the last round, on the best-fitting voxels, runs ``n_iter``).
     min_wm, min_iso : fewer usable voxels than this → the constant is kept.
     max_voxels : voxels sampled (seeded) for the tensor screen, to bound the cost on a brain.
     noise_sigma : σ relative to b0 for the Rician likelihood (default: from repeated b=0
@@ -232,7 +235,12 @@ def estimate_diffusivities(data: np.ndarray, acq: Acquisition, *,
         noise_sigma = None                       # noise-free input: least squares
     rms = fin = None
     for r in range(rounds + 1):
-        dax, drad, rms, fin = _fit_one_fibre(y[cand], acq, e1[cand], d, n_iter, noise_sigma)
+        # the rounds before the last only rank the voxels (and warm-start D∥, D⊥), so they stop
+        # at ``rank_iter`` (measured: brain phantom and 3-shell single tensors within 0.3 % of
+        # n_iter in every round, at half the CPU; a two-shell (2.0, 0.25)e-3 tensor at SNR 20,
+        # already the least determined case, moves D⊥ from +10.5 % to +13.6 % of the truth)
+        iters = n_iter if r == rounds else min(n_iter, rank_iter)
+        dax, drad, rms, fin = _fit_one_fibre(y[cand], acq, e1[cand], d, iters, noise_sigma)
         d = Diffusivities(**{**asdict(d), "axial": dax, "radial": drad})
         if r < rounds and cand.size >= 2 * min_wm:
             cand = cand[np.argsort(rms)[: cand.size // 2]]
