@@ -340,6 +340,10 @@ def main(argv=None) -> int:
         f"{args.length_scale} µm, {args.precision} propagation; reference ℓ = "
         f"{args.ref_length_scale} µm on the fine mesh, double")
     t_start = time.perf_counter()
+    # one pool for references and reconstructions; the reconstructions are submitted as soon as
+    # their signals exist, so they run while the main process trains the MLPs
+    pool = cf.ProcessPoolExecutor(max_workers=args.jobs) if args.jobs > 1 else None
+    futures: list = []
     rows: list[dict] = []
     jobs: list[dict] = []
     mlp_info: dict = {}
@@ -376,9 +380,8 @@ def main(argv=None) -> int:
         geoms = [shapes(kind, case, template, fine) for case in cases]
         ref_jobs = [(cache_dir, kind, case, fine, ref_f, protocol, args.ref_length_scale)
                     for case, (_, ref_f) in zip(cases, geoms)]
-        if args.jobs > 1:  # reference signals are independent: spread them over the workers
-            with cf.ProcessPoolExecutor(max_workers=args.jobs) as ex:
-                refs = list(ex.map(_ref_job, ref_jobs))
+        if pool is not None:  # reference signals are independent: spread them over the workers
+            refs = list(pool.map(_ref_job, ref_jobs))
         else:
             refs = [_ref_job(j) for j in ref_jobs]
         for ci, (case, (ref_t, _), (clean, hit, ref_cpu)) in enumerate(zip(cases, geoms, refs)):
@@ -403,16 +406,24 @@ def main(argv=None) -> int:
         log(f"#   reference signals: {ref_s:.0f} s wall for {n_ref} computed "
             f"({statistics.mean(ref_cpu) if ref_cpu else 0:.0f} CPU s each), {n_hit} from the "
             f"cache ({cache_dir})")
+    log(f"# {len(jobs)} reconstructions on {args.jobs} worker(s)"
+        + (" (running while the MLPs train)" if pool is not None and not args.no_remidi else ""))
+    t_rec = time.perf_counter()
+    if pool is not None and not args.no_remidi:
+        futures = [pool.submit(_run_job, job) for job in jobs]
+    for kind in kinds:
+        template = template_mesh(kind)
+        base = template.vertices.detach().to(torch.float64)
         if not args.no_mlp:
             t0 = time.perf_counter()
             train = deformation_split(kind, "train")
-            pool = [(i, s, r) for i in range(len(train)) for s in range(len(AUGMENT_SCALINGS))
-                    for r in range(len(AUGMENT_ROTATIONS))]
-            pick = torch.randperm(len(pool), generator=torch.Generator().manual_seed(
+            draws = [(i, s, r) for i in range(len(train))
+                     for s in range(len(AUGMENT_SCALINGS)) for r in range(len(AUGMENT_ROTATIONS))]
+            pick = torch.randperm(len(draws), generator=torch.Generator().manual_seed(
                 args.seed + 10))[:args.mlp_train].tolist()
             meshes, signals = [], []
             for j in pick:
-                i, s, r = pool[j]
+                i, s, r = draws[j]
                 v = transform(train[i].apply(base), AUGMENT_SCALINGS[s], AUGMENT_ROTATIONS[r])
                 meshes.append(v)
                 with torch.no_grad():
@@ -449,17 +460,15 @@ def main(argv=None) -> int:
                 f"signals ({t_sim:.0f} s to simulate), {len(hist['train_rmse_um'])} epochs in "
                 f"{hist['seconds']:.0f} s ({mlp_cpu:.0f} CPU s); fit of its training set "
                 f"(clean, symmetric RMSE) {fit:.3f} µm vs {none:.3f} µm for the straight mesh")
-    log(f"# {len(jobs)} reconstructions on {args.jobs} worker(s)")
-    t_rec = time.perf_counter()
     results = []
-    light = [] if args.no_remidi else jobs
-    if args.jobs > 1:
-        with cf.ProcessPoolExecutor(max_workers=args.jobs) as ex:
-            for res in ex.map(_run_job, light):
-                results.append(res)
-                _report(rows, res, log)
-    else:
-        for job in light:
+    if pool is not None:
+        for fut in futures:
+            res = fut.result()
+            results.append(res)
+            _report(rows, res, log)
+        pool.shutdown()
+    elif not args.no_remidi:
+        for job in jobs:
             res = _run_job(job)
             results.append(res)
             _report(rows, res, log)
