@@ -127,7 +127,8 @@ def add_baselines(ctx: Context) -> None:
 @action("tracking")
 def _tracking(ctx: Context, p: dict) -> None:
     cfg = {k: p[k] for k in ("step_mm", "angle_deg", "seeds_per_voxel", "min_length_mm",
-                             "max_length_mm", "peak_threshold", "min_fraction") if k in p}
+                             "max_length_mm", "peak_threshold", "min_fraction", "seed_fixel",
+                             "interpolation") if k in p}
     add_baselines(ctx)
     if p["tracker"] == "mrtrix":   # tckgen FACT reads scanner-frame peaks
         prism, baselines = ctx.prism_scanner_peaks, ctx.baseline_scanner_peaks

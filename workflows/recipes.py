@@ -85,6 +85,13 @@ SCHEMA: dict[str, dict[str, Param]] = {
                                 "voxel's largest", min=0),
         "min_fraction": Param((int, float), 0.1, "fixel tracker: stop below this fibre fraction "
                               "(baseline amplitudes scaled to their 95th percentile)", min=0),
+        "seed_fixel": Param(str, "fraction", "fixel tracker: the fixel a streamline starts along: "
+                            "fraction (drawn in proportion to the seed voxel's fixel amplitudes, so "
+                            "crossing bundles are seeded by their volume) | largest",
+                            choices=("fraction", "largest")),
+        "interpolation": Param(str, "trilinear", "fixel tracker: trilinear (best-aligned fixels of "
+                               "the 8 surrounding voxels, weighted) | nearest (FACT)",
+                               choices=("trilinear", "nearest")),
     },
     "connectome": {},
 }

@@ -153,7 +153,11 @@ def methods_text(steps: list[dict], *, versions: dict, seed: int,
         tracker = tr.get("tracker", "fixel")
         fixel = ("prismflow's fixel tracker (the fixel best aligned with the incoming "
                  "direction is followed; streamlines stop below fibre fraction "
-                 f"{tr.get('min_fraction', '?')} or at the angle limit)")
+                 f"{tr.get('min_fraction', '?')} or at the angle limit"
+                 + ("; each streamline starts along a fixel of its seed voxel drawn in "
+                    "proportion to the fibre fractions)" if tr.get("seed_fixel", "fraction")
+                    == "fraction" else "; each streamline starts along its seed voxel's "
+                    "largest fixel)"))
         how = {"mrtrix": f"MRtrix3 tckgen FACT {cite('mrtrix3')}",
                "dipy": f"dipy's EuDX {cite('dipy')}", "fixel": fixel}.get(
             tracker, f"the {tracker} tracker")

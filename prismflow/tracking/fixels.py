@@ -41,9 +41,11 @@ class FixelTrackingConfig:
     max_sd_deg : cap on the per-fixel angular SD in probabilistic mode, degrees.
     interpolation : "trilinear" (the 8 surrounding voxels' best-aligned fixels, weighted) or
     "nearest" (FACT: the nearest voxel's fixel).
-    seed_fixel : which fixel of the seed voxel a streamline starts along: "largest", or
-    "fraction" (drawn at random with probability proportional to the fixel amplitudes, so
-    each bundle through a crossing voxel is seeded in proportion to its volume there).
+    seed_fixel : which fixel of the seed voxel a streamline starts along: "fraction" (the
+    default: drawn at random with probability proportional to the fixel amplitudes, so each
+    bundle through a crossing voxel is seeded in proportion to its volume there; on the
+    connectivity phantom's tuning geometry it took the truth's own connectome error from 0.107
+    to 0.070) or "largest".
     """
 
     step_mm: float = 0.5
@@ -55,7 +57,7 @@ class FixelTrackingConfig:
     probabilistic: bool = False
     max_sd_deg: float = 20.0
     interpolation: str = "trilinear"
-    seed_fixel: str = "largest"
+    seed_fixel: str = "fraction"
 
     def __post_init__(self):
         if self.step_mm <= 0 or not 0 < self.angle_deg <= 90:
@@ -192,7 +194,8 @@ def track_fixels(directions: np.ndarray, amplitudes: np.ndarray, mask: np.ndarra
     affine : (4, 4) voxel → world mm (isotropic voxels assumed for the step length).
     seed_mask : where seeds are drawn (default: voxels whose largest fixel passes
         ``min_fraction``).
-    seed : seeds the seed positions and, in probabilistic mode, the sampling.
+    seed : seeds the seed positions, the seed fixel drawn with ``seed_fixel="fraction"`` and,
+        in probabilistic mode, the sampling.
     angular_sd_deg : (X, Y, Z, K) per-fixel angular SD, degrees (probabilistic mode).
 
     Returns
@@ -223,7 +226,8 @@ def track_fixels(directions: np.ndarray, amplitudes: np.ndarray, mask: np.ndarra
     v = np.rint(seeds).astype(np.int64)
     a0 = amps[v[:, 0], v[:, 1], v[:, 2]]
     if cfg.seed_fixel == "fraction":
-        cum = np.cumsum(np.clip(a0, 0, None), axis=1)
+        # only fixels the tracker would follow (≥ min_fraction) take part in the draw
+        cum = np.cumsum(np.where(a0 >= cfg.min_fraction, a0, 0.0), axis=1)
         u = np.random.default_rng([seed, 2]).uniform(size=len(a0)) * cum[:, -1]
         k0 = np.minimum((cum <= u[:, None]).sum(1), a0.shape[1] - 1)
     else:
