@@ -66,6 +66,9 @@ PAPER = {"bend": ("1.709 ± 0.261", "43.73 ± 14.99"), "bead": ("0.568 ± 0.086"
          "fan": ("7.433 ± 4.844", "0.743 ± 0.24")}
 NAMES = {"bend": "Bending & Twisting", "bead": "Beading", "fan": "Fanning"}
 FAMILIES = ("bend", "bead", "fan")
+#: Part of every reference-cache key: bump it when the simulator's numerics change (the degree
+#: and interpolation rules changed in this version), so that no stale signal is reused.
+REFERENCE_CACHE_VERSION = "simulator-2"
 
 
 # --------------------------------------------------------------------------- cases
@@ -120,12 +123,14 @@ def cached_reference(cache_dir, kind, case, fine, vertices, protocol, length_sca
     """The clean reference signal of one case, read from ``cache_dir`` when computed before.
 
     The key hashes everything the signal depends on (deformation, scaling, rotation, the fine
-    mesh's vertices, the protocol, the cut-off), so a changed setting never reuses a stale file.
+    mesh's vertices, the protocol, the cut-off) and :data:`REFERENCE_CACHE_VERSION`, so a changed
+    setting never reuses a stale file; bump the version when the simulator's numerics change.
     Returns (signal, True if it came from the cache).
     """
     if cache_dir is None:
         return reference_signal(fine, vertices, protocol, length_scale_um), False
     h = hashlib.sha1()
+    h.update(REFERENCE_CACHE_VERSION.encode())
     h.update(repr((kind, dataclasses.astuple(case["deformation"]), tuple(case["scale"]),
                    case["rot"], length_scale_um, json.dumps(protocol.to_dict(),
                                                             sort_keys=True))).encode())

@@ -51,12 +51,6 @@ def penalty_per_param(n_meas: int) -> float:
     return math.log(n_meas)
 
 
-def penalty(n_meas: int) -> float:
-    """The price of one fibre against the voxel-wise-diffusivity alternative with one fibre
-    fewer, in units of σ²: (p − q) · ln N (BIC)."""
-    return (PARAMS_PER_FIBRE - PARAMS_DIFFUSIVITY) * penalty_per_param(n_meas)
-
-
 #: Logit that pins a removed fibre's fraction to ≈ e^(−30) of the others'.
 OFF_LOGIT = -30.0
 

@@ -261,6 +261,9 @@ def _propagate(ops, Wu, v, tau: torch.Tensor, s: torch.Tensor, r: float, hi: flo
     eps = cheb_tails(c_all / n_sub, rho_c, m + 8)  # (m+9, C)
     err = eps.max(axis=1) if weights is None else (eps @ weights.T).max(axis=1)
     ok = np.nonzero(err <= tol / n_sub)[0]
+    if not ok.size:  # the a-priori degree was too optimistic: say so, use the largest tried
+        logger.warning("Chebyshev degree %d does not meet tol %.2g (bound %.2g); using it anyway",
+                    m + 8, tol, float(err[-1]) * n_sub)
     m = max(int(ok[0]) if ok.size else m + 8, 1)
     coeffs = torch.as_tensor(cheb_coeffs(c_all / n_sub, m))  # (m+1, C)
     if s_max == 0.0:
