@@ -221,7 +221,8 @@ def print_cost(before: dict, after: dict, full_voxels: int) -> None:
         print(f"{name:<26}{x:>10.1f}{y:>10.1f}{y - x:>+10.1f}{ratio}")
     sel = a.get("selection") or {}
     print(f"evidence test: {sel.get('pruned_voxels', 0)} voxels pruned, tested per round "
-          f"{sel.get('tested')}, fibres removed {sel.get('removed')} (slab overlaps count twice)")
+          f"{sel.get('tested')}, voxels whose best model shrank per round {sel.get('removed')} "
+          "(slab overlaps count twice)")
     print(f"CPU growth at this scale ({v} voxels): {100 * (a['cpu_seconds'] / b['cpu_seconds'] - 1):+.0f} %"
           f" (load average {b['load_average_1min']:.1f} / {a['load_average_1min']:.1f})")
     same_work = b.get("fitted_voxel_iterations") == a.get("fitted_voxel_iterations")
