@@ -354,9 +354,11 @@ def main(argv=None) -> int:
             for rec, st in zip([r for r in rows if r["method"].startswith("prism-seed")], stab):
                 rec.setdefault("extra", {})["stability_vs_first_seed"] = st
     print_table(rows)
-    if args.before and any(r["method"] == "prism-before" for r in rows):
-        print_cost(next(r for r in rows if r["method"] == "prism-before"),
-                   next(r for r in rows if r["method"] == "prism"), HCP_BRAIN_VOXELS)
+    # "prism" for seed 0, "prism-seed<N>" otherwise; the first seed's pair is compared
+    before = [r for r in rows if r["method"].startswith("prism-before")]
+    after = [r for r in rows if r["method"] == "prism" or r["method"].startswith("prism-seed")]
+    if args.before and before and after:
+        print_cost(before[0], after[0], HCP_BRAIN_VOXELS)
     if extra.get("stability"):
         print(f"\nstability against seed {seeds[0]}:")
         for s in extra["stability"]:
