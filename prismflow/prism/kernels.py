@@ -36,6 +36,14 @@ def chunk_voxels(n_fibres: int, n_meas: int, device: torch.device | str) -> int:
     return max(16, target // max(1, 2 * n_fibres * n_meas))
 
 
+def _fraction_gradients(g_iso, g_w, f_in, f_k):
+    """dL/d(fractions) (V, 3 + K) and dL/d(f_in) (V, K) from the gradients of the isotropic
+    weights ``g_iso`` (V, 3) and of the stick / zeppelin weights ``g_w`` (V, 2, K), where
+    w_stick = f_k f_in and w_zeppelin = f_k (1 − f_in)."""
+    g_frac = torch.cat([g_iso, g_w[:, 0] * f_in + g_w[:, 1] * (1 - f_in)], dim=1)
+    return g_frac, f_k * (g_w[:, 0] - g_w[:, 1])
+
+
 class _FusedTissueMSE(torch.autograd.Function):
     """Loss and analytic gradients of the calibrated tissue-signal MSE, chunk by chunk."""
 
@@ -105,8 +113,7 @@ class _FusedTissueMSE(torch.autograd.Function):
             g_dir[a:b] = torch.mm(bgrad, gc.view(m * k, n).t()).t().reshape(m, k, 3)
         loss = (total * inv).to(dt)
         if want_grad:
-            g_frac = torch.cat([g_iso, g_w[:, 0] * f_in + g_w[:, 1] * (1 - f_in)], dim=1)
-            g_fin = f_k * (g_w[:, 0] - g_w[:, 1])
+            g_frac, g_fin = _fraction_gradients(g_iso, g_w, f_in, f_k)
             ctx.save_for_backward(g_s0, g_frac, g_dir, g_fin, g_gain, g_off, g_bias)
         ctx.want_grad = want_grad
         return loss
@@ -239,8 +246,7 @@ class _FusedVoxelDiffusivityMSE(torch.autograd.Function):
             g_dir[a:b] = torch.mm(bgrad, gc.reshape(m * k, n).t()).t().reshape(m, k, 3)
         loss = (total * inv).to(dt)
         if want_grad:
-            g_frac = torch.cat([g_iso, g_w[:, 0] * f_in + g_w[:, 1] * (1 - f_in)], dim=1)
-            g_fin = f_k * (g_w[:, 0] - g_w[:, 1])
+            g_frac, g_fin = _fraction_gradients(g_iso, g_w, f_in, f_k)
             ctx.save_for_backward(g_s0, g_frac, g_dir, g_fin, g_diff)
         ctx.want_grad = want_grad
         return loss
