@@ -20,7 +20,11 @@ What runs by default (the paper's set-up, section 5; differences are listed in t
   barrier (no inverted tetrahedra), the simulator's propagation in float32 (the eigenproblem
   stays float64; ≈ 1e-6 signal error, far below the FEM's);
 * MLP: trained on signals of a seeded subset of the augmented training split, with Rician
-  noise augmentation (σ up to 0.02), ``--mlp-depth`` × ``--mlp-hidden`` (paper 15 × 4096);
+  noise augmentation (σ up to 0.02), ``--mlp-depth`` × ``--mlp-hidden`` (default 4 × 1024,
+  2,000 signals, 60 epochs: a fixed budget that fits its training set; paper 15 × 4096);
+* resumable: finished reconstructions and trained MLPs are cached (``--result-cache``) by
+  everything that determines them, so a rerun recomputes only what did not finish; the CPU
+  seconds of this invocation and of all cases (as recorded when computed) are both printed;
 * "straight" = the undeformed cylinder (doing nothing).
 
 Printed: per family and SNR, d′ mean ± sd, d′/d′_straight (ratio of means and median of
@@ -44,8 +48,10 @@ import json
 import math
 import os
 import platform
+import resource
 import statistics
 import sys
+import threading
 import time
 
 import torch
@@ -55,7 +61,7 @@ from prismflow.metrics.chamfer import modified_chamfer_distance
 from prismflow.remidi import cylinder_mesh, simulate_signal
 from prismflow.remidi.reconstruction.deform import (AUGMENT_ROTATIONS, AUGMENT_SCALINGS,
                                                     TEST_VALUES, deformation_split)
-from prismflow.remidi.reconstruction.mlp import symmetric_mse, train_mlp
+from prismflow.remidi.reconstruction.mlp import SignalToMeshMLP, symmetric_mse, train_mlp
 from prismflow.remidi.reconstruction.protocol import paper_protocol
 from prismflow.remidi.reconstruction.reconstruct import (ReconstructionConfig, reconstruct,
                                                          simulate_vertices)
@@ -69,6 +75,15 @@ FAMILIES = ("bend", "bead", "fan")
 #: Part of every reference-cache key: bump it when the simulator's numerics change (the degree
 #: and interpolation rules changed in this version), so that no stale signal is reused.
 REFERENCE_CACHE_VERSION = "simulator-2"
+#: Part of every result-cache key (with the reference version): bump it when the
+#: reconstruction's numerics change (optimiser, barrier, decoder), so no stale d′ is reused.
+RESULT_CACHE_VERSION = "reconstruction-1"
+#: The MLP baseline of the full run: a fixed epoch budget (deterministic, load-independent),
+#: sized by a probe so that it fits its training set and the run fits 2 h on 2 cores. Probe
+#: (800 augmented bending signals, one core): 4 × 1024 / batch 64 / 60 epochs fits its training
+#: set to 0.31 µm (straight 1.40) in 68 CPU s; 8 × 1024 / batch 128 / 60 epochs only to 0.53
+#: in 88 s, 8 × 1024 / batch 32 / 20 epochs 0.56 in 53 s; 150 epochs instead of 60: 0.30.
+MLP_DEFAULTS = {"train": 2000, "depth": 4, "hidden": 1024, "epochs": 60, "batch": 64}
 
 
 # --------------------------------------------------------------------------- cases
@@ -154,6 +169,62 @@ def _ref_job(job: tuple):
     return clean, hit, time.process_time() - t0
 
 
+def case_generator(seed: int, kind: str, label: str, snr: float) -> torch.Generator:
+    """The noise generator of one (case, SNR): seeded by the case itself, not by its position,
+    so a run of a subset (``--labels``, ``--rows``) draws the same noise as the full run and
+    shares its cached results."""
+    digest = hashlib.sha1(f"{seed}|{kind}|{label}|{snr!r}".encode()).hexdigest()
+    return torch.Generator().manual_seed(int(digest[:15], 16))
+
+
+def state_hash(module: torch.nn.Module) -> str:
+    """SHA-1 of a module's parameters and buffers (the SAE weights a reconstruction used)."""
+    h = hashlib.sha1()
+    for name, t in sorted(module.state_dict().items()):
+        h.update(name.encode())
+        h.update(t.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+def result_key(job: dict, sae_hash: str, template_vertices: torch.Tensor) -> str:
+    """Hash of everything that determines one reconstruction's result.
+
+    The noisy input signal itself (so the case, its scaling/rotation, the SNR, the seed and the
+    noise draw), the reference vertices d′ is measured against, the reconstruction config
+    (iterations, restarts, barrier, precision), the protocol (sequences, b-values, directions,
+    cut-off), the template's vertices, the SAE weights, and the cache versions.
+    """
+    h = hashlib.sha1()
+    h.update(f"{RESULT_CACHE_VERSION}|{REFERENCE_CACHE_VERSION}|{job['kind']}|"
+             f"{job.get('label', '')}|{job.get('snr', '')!r}|{sae_hash}".encode())
+    h.update(json.dumps(job["config"], sort_keys=True).encode())
+    h.update(json.dumps(job["protocol"].to_dict(), sort_keys=True).encode())
+    for t in (job["signal"], job["ref"], template_vertices):
+        h.update(t.detach().to(torch.float64).contiguous().numpy().tobytes())
+    return h.hexdigest()[:20]
+
+
+def write_json_atomic(path: str, payload: dict) -> None:
+    """Write JSON next to ``path`` and rename it into place (never half a file)."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    tmp = f"{path}.{os.getpid()}.tmp"
+    with open(tmp, "w", encoding="utf-8") as fh:
+        json.dump(payload, fh, indent=1, default=str)
+    os.replace(tmp, path)
+
+
+def read_cached_result(path: str | None) -> dict | None:
+    """A cached result, or None when absent or unreadable (then it is recomputed)."""
+    if path is None or not os.path.isfile(path):
+        return None
+    try:
+        with open(path, encoding="utf-8") as fh:
+            res = json.load(fh)
+    except (OSError, ValueError):
+        return None
+    return res if "d" in res and "cpu_seconds" in res else None
+
+
 def rician(signal: torch.Tensor, snr: float, gen: torch.Generator) -> torch.Tensor:
     """|S + σ(n₁ + i n₂)| with σ = 1/SNR (signal normalised to 1 at b = 0)."""
     if not math.isfinite(snr):
@@ -176,11 +247,39 @@ def _run_job(job: dict) -> dict:
     t0 = time.process_time()
     res = reconstruct(job["signal"], job["protocol"], sae, template=template, config=cfg,
                       reference=job["ref"])
-    return {"key": job["key"], "d": res.modified_chamfer, "n_inverted": res.n_inverted,
-            "iterations": res.n_iter, "best_iteration": res.best_iteration,
-            "loss_start": res.loss[0], "loss_end": res.loss[res.best_iteration],
-            "seconds": res.seconds, "cpu_seconds": time.process_time() - t0,
-            "n_eig": res.n_eig}
+    out = {"key": job["key"], "d": res.modified_chamfer, "n_inverted": res.n_inverted,
+           "iterations": res.n_iter, "best_iteration": res.best_iteration,
+           "loss_start": res.loss[0], "loss_end": res.loss[res.best_iteration],
+           "seconds": res.seconds, "cpu_seconds": time.process_time() - t0,
+           "n_eig": res.n_eig, "cached": False}
+    if job.get("cache_path"):  # resume: a rerun reads this instead of reconstructing again
+        write_json_atomic(job["cache_path"], {**out, "kind": kind, "label": job.get("label"),
+                                              "snr": job.get("snr")})
+    return out
+
+
+class LoadSampler:
+    """The 1-minute load average, sampled every ``period`` s in a daemon thread (timings on a
+    shared machine mean little without it)."""
+
+    def __init__(self, period: float = 60.0) -> None:
+        self.samples = [os.getloadavg()[0]]
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(period,), daemon=True)
+        self._thread.start()
+
+    def _run(self, period: float) -> None:
+        while not self._stop.wait(period):
+            self.samples.append(os.getloadavg()[0])
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.samples.append(os.getloadavg()[0])
+
+    def summary(self) -> str:
+        v = self.samples
+        return (f"mean {statistics.mean(v):.1f}, min {min(v):.1f}, max {max(v):.1f} "
+                f"({len(v)} samples)")
 
 
 # --------------------------------------------------------------------------- tables
@@ -263,6 +362,88 @@ def print_tables(rows: list[dict], snrs: list[float], log) -> None:
 
 # --------------------------------------------------------------------------- main
 
+def family_mlp(kind: str, template, protocol, args, log):
+    """The family's MLP baseline: simulate its training signals, train it, check its fit.
+
+    Cached (``--result-cache``) by everything that determines it: the family, the template,
+    the protocol, the MLP settings and the seed; a rerun loads the weights and the recorded
+    costs instead of training again. Returns (model, info dict).
+    """
+    base = template.vertices.detach().to(torch.float64)
+    settings = {"kind": kind, "train": args.mlp_train, "hidden": args.mlp_hidden,
+                "depth": args.mlp_depth, "epochs": args.mlp_epochs, "batch": args.mlp_batch,
+                "minutes": args.mlp_minutes, "symmetric": not args.mlp_plain_loss,
+                "seed": args.seed, "noise_sigma_max": 0.02,
+                "versions": [RESULT_CACHE_VERSION, REFERENCE_CACHE_VERSION],
+                "protocol": protocol.to_dict()}
+    path = None
+    if args.result_cache != "none":
+        h = hashlib.sha1(json.dumps(settings, sort_keys=True, default=str).encode())
+        h.update(base.numpy().tobytes())
+        path = os.path.join(args.result_cache, f"mlp-{kind}-{h.hexdigest()[:20]}.pt")
+    n_meas = len(protocol.sequences) * args.n_b * args.n_dir
+    if path is not None and os.path.isfile(path):
+        payload = torch.load(path, weights_only=True)
+        model = SignalToMeshMLP(n_meas, template.n_vertices, hidden=args.mlp_hidden,
+                                depth=args.mlp_depth)
+        model.load_state_dict(payload["state_dict"])
+        model.eval()
+        info = {**json.loads(payload["info"]), "cached": True}
+        log(f"#   MLP {info['architecture']} ({kind}) from the result cache: {info['epochs']} "
+            f"epochs, {info['train_cpu_seconds']:.0f} CPU s when trained; fit of its training "
+            f"set {info['fit_rmse_um']:.3f} µm vs {info['straight_rmse_um']:.3f} µm straight")
+        return model, info
+    t0 = time.perf_counter()
+    t_cpu0 = time.process_time()
+    train = deformation_split(kind, "train")
+    draws = [(i, s, r) for i in range(len(train))
+             for s in range(len(AUGMENT_SCALINGS)) for r in range(len(AUGMENT_ROTATIONS))]
+    pick = torch.randperm(len(draws), generator=torch.Generator().manual_seed(
+        args.seed + 10))[:args.mlp_train].tolist()
+    meshes, signals = [], []
+    for j in pick:
+        i, s, r = draws[j]
+        v = transform(train[i].apply(base), AUGMENT_SCALINGS[s], AUGMENT_ROTATIONS[r])
+        meshes.append(v)
+        with torch.no_grad():
+            signals.append(simulate_vertices(template, v, protocol,
+                                             precision="single").reshape(-1))
+    t_sim = time.perf_counter() - t0
+    sim_cpu = time.process_time() - t_cpu0
+    t_cpu = time.process_time()
+    model, hist = train_mlp(torch.stack(signals), torch.stack(meshes),
+                            hidden=args.mlp_hidden, depth=args.mlp_depth,
+                            epochs=args.mlp_epochs, batch_size=args.mlp_batch,
+                            seed=args.seed, noise_sigma_max=0.02,
+                            max_seconds=(None if args.mlp_minutes is None
+                                         else 60 * args.mlp_minutes),
+                            symmetric=not args.mlp_plain_loss)
+    mlp_cpu = time.process_time() - t_cpu
+    # does it fit its training set? clean signals, eval mode, symmetric RMSE, beside the same
+    # RMSE of the straight template (answering "no deformation")
+    with torch.no_grad():
+        tm = torch.stack(meshes).float()
+        fit = float(symmetric_mse(model.predict(torch.stack(signals)), tm).mean().sqrt())
+        none = float(symmetric_mse(base.float().expand_as(tm), tm).mean().sqrt())
+    info = {"n_train": len(pick), "simulate_seconds": t_sim, "simulate_cpu_seconds": sim_cpu,
+            "batch": args.mlp_batch, "train_seconds": hist["seconds"],
+            "train_cpu_seconds": mlp_cpu, "epochs": len(hist["train_rmse_um"]),
+            "train_rmse_um": hist["train_rmse_um"][-1], "fit_rmse_um": fit,
+            "straight_rmse_um": none, "symmetric_loss": not args.mlp_plain_loss,
+            "architecture": f"{args.mlp_depth} × {args.mlp_hidden}"}
+    if path is not None:
+        os.makedirs(args.result_cache, exist_ok=True)
+        tmp = f"{path}.{os.getpid()}.tmp"
+        torch.save({"state_dict": model.state_dict(), "info": json.dumps(info)}, tmp)
+        os.replace(tmp, path)  # atomic
+    log(f"#   MLP {args.mlp_depth} × {args.mlp_hidden} ({kind}): {len(pick)} augmented training "
+        f"signals ({t_sim:.0f} s, {sim_cpu:.0f} CPU s to simulate), "
+        f"{len(hist['train_rmse_um'])} epochs (batch {args.mlp_batch}) in "
+        f"{hist['seconds']:.0f} s ({mlp_cpu:.0f} CPU s); fit of its training set "
+        f"(clean, symmetric RMSE) {fit:.3f} µm vs {none:.3f} µm for the straight mesh")
+    return model, {**info, "cached": False}
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--quick", action="store_true", help="smoke run of a few minutes: the "
@@ -298,18 +479,27 @@ def main(argv=None) -> int:
                    help="folder of cached clean reference signals, computed once per case and "
                    "reused by later runs ('none' = always recompute; default: the prismflow "
                    "user cache)")
+    p.add_argument("--result-cache", default=str(user_cache_dir("remidi-results")),
+                   help="folder of finished reconstructions (one JSON per case, keyed by its "
+                   "noisy signal, reference, config, protocol, template and SAE weights): an "
+                   "interrupted run, rerun, recomputes only what did not finish ('none' = off)")
     p.add_argument("--no-mlp", action="store_true", help="skip the MLP baseline")
     p.add_argument("--no-remidi", action="store_true", help="skip the reconstructions (MLP and "
                    "straight columns only)")
-    p.add_argument("--mlp-train", type=int, default=2000, help="training signals per family, a "
-                   "seeded subset of the augmented training split (default 2000)")
-    p.add_argument("--mlp-hidden", type=int, default=1024, help="units per hidden layer "
-                   "(default 1024; paper 4096)")
-    p.add_argument("--mlp-depth", type=int, default=8, help="hidden layers (default 8; "
-                   "paper 15)")
-    p.add_argument("--mlp-epochs", type=int, default=150)
-    p.add_argument("--mlp-minutes", type=float, default=10.0, help="MLP training time cap per "
-                   "family (default 10)")
+    p.add_argument("--mlp-train", type=int, default=MLP_DEFAULTS["train"],
+                   help="training signals per family, a seeded subset of the augmented training "
+                   f"split (default {MLP_DEFAULTS['train']})")
+    p.add_argument("--mlp-hidden", type=int, default=MLP_DEFAULTS["hidden"],
+                   help=f"units per hidden layer (default {MLP_DEFAULTS['hidden']}; paper 4096)")
+    p.add_argument("--mlp-depth", type=int, default=MLP_DEFAULTS["depth"],
+                   help=f"hidden layers (default {MLP_DEFAULTS['depth']}; paper 15)")
+    p.add_argument("--mlp-epochs", type=int, default=MLP_DEFAULTS["epochs"],
+                   help=f"MLP epochs, a fixed budget (default {MLP_DEFAULTS['epochs']})")
+    p.add_argument("--mlp-batch", type=int, default=MLP_DEFAULTS["batch"],
+                   help=f"MLP batch size (default {MLP_DEFAULTS['batch']})")
+    p.add_argument("--mlp-minutes", type=float, default=None, help="optional MLP training "
+                   "wall-time cap per family (default none: a wall cap makes the result depend "
+                   "on the machine's load)")
     p.add_argument("--mlp-plain-loss", action="store_true", help="train the MLP with the plain "
                    "vertex MSE (default: the symmetric MSE over d′'s rotations/inversions, "
                    "see prismflow.remidi.reconstruction.mlp)")
@@ -324,7 +514,7 @@ def main(argv=None) -> int:
         args.n_sample = 0
         quick_labels = {"bend=0.3 twist=0", "beads=4 size=0.3", "fan=46deg"}
         args.mlp_train, args.mlp_hidden, args.mlp_depth = 200, 512, 4
-        args.mlp_epochs, args.mlp_minutes = 100, 1.0
+        args.mlp_epochs, args.mlp_batch = 100, 32
     torch.set_num_threads(1)
 
     def log(msg=""):
@@ -353,8 +543,9 @@ def main(argv=None) -> int:
     jobs: list[dict] = []
     mlp_info: dict = {}
     timing: dict = {}
-    gen = torch.Generator().manual_seed(args.seed)
     per_kind_cases = {}
+    result_dir = None if args.result_cache == "none" else args.result_cache
+    load = LoadSampler()
     for kind in kinds:
         template, fine = template_mesh(kind), fine_mesh(kind)
         cases = test_cases(kind, args.n_sample, args.seed)
@@ -376,6 +567,7 @@ def main(argv=None) -> int:
                    patience=iters + 1, quality_weight=args.quality_weight,
                    precision=args.precision)
         base = template.vertices.detach().to(torch.float64)
+        sae_hash = state_hash(load_sae(kind, train_if_missing=False))
         log(f"# {kind}: template {template.n_vertices} vertices / {template.n_tetrahedra} "
             f"tets, reference mesh {fine.n_vertices} vertices; {len(cases)} cases, {iters} "
             f"iterations")
@@ -400,100 +592,104 @@ def main(argv=None) -> int:
                 if any(r["kind"] == kind and r["label"] == case["label"] and r["snr"] == snr
                        for r in rows):
                     continue
+                gen = case_generator(args.seed, kind, case["label"], snr)
                 sig = rician(clean, snr, gen).to(torch.float64)
                 key = len(rows)
                 rows.append({"kind": kind, "label": case["label"], "named": case["named"],
                              "snr": snr, "straight": straight, "remidi": None})
-                jobs.append({"key": key, "kind": kind, "signal": sig, "protocol": protocol,
-                             "ref": ref_t, "config": cfg})
+                job = {"key": key, "kind": kind, "label": case["label"], "snr": snr,
+                       "signal": sig, "protocol": protocol, "ref": ref_t, "config": cfg}
+                if result_dir is not None:
+                    job["cache_path"] = os.path.join(
+                        result_dir, f"res-{kind}-{result_key(job, sae_hash, base)}.json")
+                jobs.append(job)
         ref_s = time.perf_counter() - t_ref
         ref_cpu = timing.get("ref_cpu_seconds", [])[-n_ref:] if n_ref else []
         log(f"#   reference signals: {ref_s:.0f} s wall for {n_ref} computed "
             f"({statistics.mean(ref_cpu) if ref_cpu else 0:.0f} CPU s each), {n_hit} from the "
             f"cache ({cache_dir})")
-    log(f"# {len(jobs)} reconstructions on {args.jobs} worker(s)"
-        + (" (running while the MLPs train)" if pool is not None and not args.no_remidi else ""))
+    results = []
+    todo = []
+    if not args.no_remidi:
+        for job in jobs:
+            hit = read_cached_result(job.get("cache_path"))
+            if hit is not None:
+                hit.update(key=job["key"], cached=True)
+                results.append(hit)
+                _report(rows, hit, log)
+            else:
+                todo.append(job)
+    # longest first (fanning's 1,000 iterations, then the larger beading template), so the
+    # last jobs to start are short ones and the two workers finish together
+    todo.sort(key=lambda j: -j["config"]["n_iter"] * (1.25 if j["kind"] == "bead" else 1.0))
+    log(f"# {len(jobs)} reconstructions: {len(jobs) - len(todo) if not args.no_remidi else 0} "
+        f"from the result cache ({result_dir}), {len(todo)} to run on {args.jobs} worker(s)"
+        + (" (running while the MLPs train)" if pool is not None and todo else ""))
     t_rec = time.perf_counter()
-    if pool is not None and not args.no_remidi:
-        futures = [pool.submit(_run_job, job) for job in jobs]
+    if pool is not None:
+        for job in todo:
+            fut = pool.submit(_run_job, job)
+            # progress as each case finishes (the callback runs in the pool's thread)
+            fut.add_done_callback(lambda f: f.exception() is None and _report(rows, f.result(),
+                                                                               log))
+            futures.append(fut)
     for kind in kinds:
         template = template_mesh(kind)
         base = template.vertices.detach().to(torch.float64)
         if not args.no_mlp:
-            t0 = time.perf_counter()
-            train = deformation_split(kind, "train")
-            draws = [(i, s, r) for i in range(len(train))
-                     for s in range(len(AUGMENT_SCALINGS)) for r in range(len(AUGMENT_ROTATIONS))]
-            pick = torch.randperm(len(draws), generator=torch.Generator().manual_seed(
-                args.seed + 10))[:args.mlp_train].tolist()
-            meshes, signals = [], []
-            for j in pick:
-                i, s, r = draws[j]
-                v = transform(train[i].apply(base), AUGMENT_SCALINGS[s], AUGMENT_ROTATIONS[r])
-                meshes.append(v)
-                with torch.no_grad():
-                    signals.append(simulate_vertices(template, v, protocol,
-                                                     precision="single").reshape(-1))
-            t_sim = time.perf_counter() - t0
-            timing.setdefault("mlp_sim_seconds_per_signal", []).append(t_sim / max(len(pick), 1))
-            t_cpu = time.process_time()
-            model, hist = train_mlp(torch.stack(signals), torch.stack(meshes),
-                                    hidden=args.mlp_hidden, depth=args.mlp_depth,
-                                    epochs=args.mlp_epochs, seed=args.seed,
-                                    noise_sigma_max=0.02, max_seconds=60 * args.mlp_minutes,
-                                    symmetric=not args.mlp_plain_loss)
-            mlp_cpu = time.process_time() - t_cpu
-            # does it fit its training set? clean signals, eval mode, symmetric RMSE, beside
-            # the same RMSE of the straight template (answering "no deformation")
-            with torch.no_grad():
-                tm = torch.stack(meshes).float()
-                fit = float(symmetric_mse(model.predict(torch.stack(signals)), tm).mean().sqrt())
-                none = float(symmetric_mse(base.float().expand_as(tm), tm).mean().sqrt())
+            model, info = family_mlp(kind, template, protocol, args, log)
             for job in jobs:
                 if job["kind"] != kind:
                     continue
                 pred = model.predict(job["signal"].reshape(-1)).to(torch.float64)
                 rows[job["key"]]["mlp"] = float(modified_chamfer_distance(pred, job["ref"]))
-            mlp_info[kind] = {"n_train": len(pick), "simulate_seconds": t_sim,
-                              "train_seconds": hist["seconds"], "train_cpu_seconds": mlp_cpu,
-                              "epochs": len(hist["train_rmse_um"]),
-                              "train_rmse_um": hist["train_rmse_um"][-1],
-                              "fit_rmse_um": fit, "straight_rmse_um": none,
-                              "symmetric_loss": not args.mlp_plain_loss,
-                              "architecture": f"{args.mlp_depth} × {args.mlp_hidden}"}
-            log(f"#   MLP {args.mlp_depth} × {args.mlp_hidden}: {len(pick)} augmented training "
-                f"signals ({t_sim:.0f} s to simulate), {len(hist['train_rmse_um'])} epochs in "
-                f"{hist['seconds']:.0f} s ({mlp_cpu:.0f} CPU s); fit of its training set "
-                f"(clean, symmetric RMSE) {fit:.3f} µm vs {none:.3f} µm for the straight mesh")
-    results = []
+            mlp_info[kind] = info
+            if not info["cached"]:
+                timing.setdefault("mlp_sim_cpu_per_signal", []).append(
+                    info["simulate_cpu_seconds"] / max(info["n_train"], 1))
     if pool is not None:
         for fut in futures:
-            res = fut.result()
-            results.append(res)
-            _report(rows, res, log)
+            results.append(fut.result())  # already reported by the callback
         pool.shutdown()
-    elif not args.no_remidi:
-        for job in jobs:
+    else:
+        for job in todo:
             res = _run_job(job)
             results.append(res)
             _report(rows, res, log)
     wall_rec = time.perf_counter() - t_rec
+    load.stop()
     print_tables(rows, snrs + named_snrs, log)
     cpu = [r["cpu_seconds"] for r in results] or [0.0]
+    # CPU of this invocation: the main process and every worker (reaped at pool shutdown)
+    ru_self = resource.getrusage(resource.RUSAGE_SELF)
+    ru_kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu_now = (ru_self.ru_utime + ru_self.ru_stime + ru_kids.ru_utime + ru_kids.ru_stime)
+    # CPU of all cases, whether computed now or read from the caches: reconstructions and MLPs
+    # (simulating + training) as recorded when they ran; reference signals computed now only
+    cpu_all = (sum(cpu) if results else 0.0) + sum(
+        m["simulate_cpu_seconds"] + m["train_cpu_seconds"] for m in mlp_info.values()) + sum(
+        timing.get("ref_cpu_seconds", []))
+    n_cached = sum(bool(r.get("cached")) for r in results)
     kind_of = {j["key"]: j["kind"] for j in jobs}
     per_iter = {k: statistics.mean(r["cpu_seconds"] / max(r["iterations"], 1)
                                    for r in results if kind_of[r["key"]] == k)
                 for k in kinds if any(kind_of[r["key"]] == k for r in results)}
     total = time.perf_counter() - t_start
-    log(f"\n# time: {len(results)} reconstructions, {statistics.mean(cpu):.1f} CPU s each on "
-        f"average ({wall_rec / 60:.1f} min wall for all); whole run {total / 60:.1f} min wall, "
-        f"{time.process_time() / 60:.1f} CPU min in the main process")
+    log(f"\n# time: {len(results)} reconstructions ({n_cached} from the result cache), "
+        f"{statistics.mean(cpu):.1f} CPU s each on average ({wall_rec / 60:.1f} min wall from "
+        f"submission to the last); whole run {total / 60:.1f} min wall")
+    log(f"# CPU s spent this invocation (main process + workers): {cpu_now:.0f} "
+        f"({cpu_now / 3600:.2f} CPU h)")
+    log(f"# CPU s of all cases (reconstructions + MLPs as recorded when computed, cached or not; "
+        f"+ reference signals computed now): {cpu_all:.0f} ({cpu_all / 3600:.2f} CPU h)")
+    log(f"# load average (1 min) during the run: {load.summary()}")
     log("# CPU seconds per iteration: " + ", ".join(f"{k} {v:.3f}" for k, v in
                                                    per_iter.items()))
     # estimate of the default full run from the costs measured in this run (same protocol)
     est = 0.0
     ref_s = statistics.mean(timing.get("ref_cpu_seconds", [0.0]))
-    sim_s = statistics.mean(timing.get("mlp_sim_seconds_per_signal", [0.0]))
+    sim_s = statistics.mean(timing.get("mlp_sim_cpu_per_signal", [0.0]))
+    train_s = statistics.mean([m["train_cpu_seconds"] for m in mlp_info.values()] or [0.0])
     assumed = [k for k in FAMILIES if k not in per_iter]
     for kind in FAMILIES if per_iter else ():
         # a family not run here: the per-iteration cost of bending (same 323-vertex template)
@@ -503,7 +699,7 @@ def main(argv=None) -> int:
         n_recon = (n_named + 8) + 2 * math.ceil(n_named / 2)  # SNR 100 all; 2 more on half
         iters = 1000 if kind == "fan" else 750
         est += n_recon * iters * it_cost + (n_named + 8) * ref_s
-        est += args.mlp_train * sim_s + 60.0 * args.mlp_minutes  # this run's MLP settings
+        est += args.mlp_train * sim_s + train_s  # this run's MLP settings and cost
     if assumed:
         log(f"# (estimate: per-iteration cost of {', '.join(assumed)} not measured here, taken "
             f"from {'bend' if 'bend' in per_iter else 'the measured families'})")
@@ -514,13 +710,14 @@ def main(argv=None) -> int:
         f"{args.mlp_train} signals): "
         f"{est / 3600:.1f} CPU h = {est / 3600 / 2:.1f} h on 2 cores with --jobs 2 "
         f"(reference signals {ref_s:.0f} CPU s per case, 0 once cached; MLP signals "
-        f"{sim_s:.2f} s each, measured "
+        f"{sim_s:.2f} CPU s each, MLP training {train_s:.0f} CPU s per family, measured "
         f"here at load {os.getloadavg()[0]:.1f})")
     if args.out:
-        with open(args.out, "w", encoding="utf-8") as fh:
-            json.dump({"args": vars(args), "rows": rows, "results": results, "mlp": mlp_info,
-                       "estimate_cpu_hours_full": est / 3600}, fh, indent=2,
-                      default=str)
+        write_json_atomic(args.out, {
+            "args": vars(args), "rows": rows, "results": results, "mlp": mlp_info,
+            "estimate_cpu_hours_full": est / 3600, "wall_seconds": total,
+            "cpu_seconds_this_invocation": cpu_now, "cpu_seconds_all_cases": cpu_all,
+            "load_average": load.samples})
     return 0
 
 
