@@ -86,3 +86,51 @@ def test_three_fibre_voxels_resolved_better_than_csd():
     assert p.overall_deg < c.overall_deg, (p.overall_deg, c.overall_deg)
     assert np.mean(p.matched == 3) > np.mean(c.matched == 3), (np.mean(p.matched == 3),
                                                                np.mean(c.matched == 3))
+
+
+def test_information_criterion_prices_and_their_order():
+    """The selectable criteria: their price per parameter (ln N, 2 ln ln N, 2 for N = 48, by
+    hand: 3.871, 2.707, 2) and, on the same inputs, a smaller price never keeps fewer fibres.
+
+    The inputs are PRISM-model voxels with two fibres 20° apart (50/50) at σ = 0.03 of b0 and
+    the truth as the fit, so the evidence for the second fibre is weak and the criteria differ.
+    """
+    import torch
+
+    from prismflow.phantoms.schemes import multishell_scheme
+    from prismflow.prism.config import Diffusivities
+    from prismflow.prism.model import AcquisitionTensors, constrain, tissue_signal
+    from prismflow.prism.selection import penalty_per_param, select_fibres
+
+    assert penalty_per_param(48) == pytest.approx(3.8712, abs=1e-4)
+    assert penalty_per_param(48, "hqc") == pytest.approx(2.7071, abs=1e-4)
+    assert penalty_per_param(48, "aic") == 2.0
+    with pytest.raises(ValueError, match="criterion"):
+        penalty_per_param(48, "mdl")
+
+    acq = multishell_scheme(n_dirs=15, n_b0=3, seed=0)
+    d = Diffusivities()
+    at = AcquisitionTensors(acq, d, dtype=torch.float64)
+    v = 60
+    g = torch.Generator().manual_seed(4)
+    first = torch.nn.functional.normalize(torch.randn(v, 3, generator=g, dtype=torch.float64), dim=1)
+    helper = torch.nn.functional.normalize(torch.randn(v, 3, generator=g, dtype=torch.float64), dim=1)
+    perp = torch.nn.functional.normalize(torch.cross(first, helper, dim=1), dim=1)
+    a = np.deg2rad(20.0)
+    second = np.cos(a) * first + np.sin(a) * perp
+    raw = {"s0_raw": torch.full((v,), float(np.log(np.expm1(1.0))), dtype=torch.float64),
+           "logits": torch.tensor([[-9.0, -9.0, -9.0, 0.0, 0.0]], dtype=torch.float64).repeat(v, 1),
+           "dirs_raw": torch.stack([first, second], 1),
+           "fin_raw": torch.zeros(v, 2, dtype=torch.float64)}
+    with torch.no_grad():
+        clean = tissue_signal(constrain(**raw), at, fused=False)
+    y = clean + 0.03 * torch.randn(clean.shape, generator=g, dtype=torch.float64)
+    offset = torch.zeros(v, 5, dtype=torch.float64)
+    kept = {}
+    for crit in ("aic", "hqc", "bic"):
+        _, off, rec = select_fibres(raw, offset, at, y, 0.03, axial=d.axial, radial=d.radial,
+                                    min_fraction=0.1, relative_fraction=0.15, criterion=crit)
+        assert rec["criterion"] == crit and f"c = {penalty_per_param(len(acq), crit):.2f}" in rec["rule"]
+        kept[crit] = int((off[:, 3:] > -15).sum())
+    assert kept["aic"] >= kept["hqc"] >= kept["bic"] >= v, kept
+    assert kept["aic"] > kept["bic"], kept          # the criteria do differ on this evidence
