@@ -95,6 +95,8 @@ class PrismConfig:
     fibre_selection : ``"evidence"`` (default) keeps a fibre only when removing it raises the
         residual by more than the information criterion allows (per voxel, estimated σ);
         ``"threshold"`` uses the fraction thresholds alone.
+    fibre_criterion : the evidence test's information criterion, ``"bic"`` (default), ``"hqc"``
+        or ``"aic"`` (``prism/selection.py``: the price of one parameter).
     """
 
     n_fibres: int = 3
@@ -112,6 +114,7 @@ class PrismConfig:
     estimate_diffusivities: bool = True
     diffusivity_source: str = ""
     fibre_selection: str = "evidence"
+    fibre_criterion: str = "bic"
     diffusivities: Diffusivities = field(default_factory=Diffusivities)
     priors: PriorWeights = field(default_factory=PriorWeights)
     calibration: CalibrationConfig = field(default_factory=CalibrationConfig)
@@ -123,6 +126,8 @@ class PrismConfig:
             raise ValueError(f"loss must be 'mse' or 'nll', got {self.loss!r}")
         if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
             raise ValueError(f"device must be auto, cpu or cuda, got {self.device!r}")
+        if self.fibre_criterion not in ("bic", "hqc", "aic"):
+            raise ValueError(f"fibre_criterion must be 'bic', 'hqc' or 'aic', got {self.fibre_criterion!r}")
         if self.fibre_selection not in ("evidence", "threshold"):
             raise ValueError(f"fibre_selection must be 'evidence' or 'threshold', got {self.fibre_selection!r}")
         if self.priors.neighbourhood not in (6, 26):

@@ -221,7 +221,8 @@ def fit_patch(data: np.ndarray, acq: Acquisition, cfg: PrismConfig, *,
         t_sel = (time.perf_counter(), time.process_time())
         kept, logit_offset, selection = select_fibres(
             {k: r.detach() for k, r in raw.items()}, logit_offset, at, y_tissue, float(sigma_hat),
-            axial=cfg.diffusivities.axial, radial=cfg.diffusivities.radial, min_fraction=cfg.min_fibre_fraction, relative_fraction=cfg.relative_fibre_fraction)
+            axial=cfg.diffusivities.axial, radial=cfg.diffusivities.radial, min_fraction=cfg.min_fibre_fraction, relative_fraction=cfg.relative_fibre_fraction,
+            criterion=cfg.fibre_criterion)
         # what the evidence test costs (process CPU: the fit runs on one thread per worker)
         selection.update(seconds=time.perf_counter() - t_sel[0],
                          cpu_seconds=time.process_time() - t_sel[1])

@@ -88,3 +88,21 @@ def test_bad_shapes_raise_input_error(small_phantom):
     bad[0, 4] = np.nan
     with pytest.raises(InputError):
         model.fit(bad)
+
+
+
+def test_fibre_criterion_reaches_the_evidence_test(small_phantom):
+    """``PrismConfig.fibre_criterion`` is the criterion the evidence test ran with; the price
+    per fibre in its record follows the formula (BIC ln N, HQC 2 ln ln N)."""
+    import math
+
+    ph = small_phantom.subset(slice(0, 12))
+    n = len(ph.acquisition)
+    for crit, price in (("bic", math.log(n)), ("hqc", 2 * math.log(math.log(n)))):
+        fit = PrismModel(ph.acquisition, PrismConfig(n_iter=20, fibre_criterion=crit)).fit(
+            ph.signal, progress=False)
+        rec = fit.info["selection"]
+        assert rec["criterion"] == crit
+        assert f"c = {price:.2f}" in rec["rule"], rec["rule"]
+    with pytest.raises(ValueError, match="fibre_criterion"):
+        PrismConfig(fibre_criterion="mdl")
