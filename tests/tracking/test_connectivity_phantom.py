@@ -70,3 +70,30 @@ def test_seeded_and_noisy():
     np.testing.assert_array_equal(a.labels, b.labels)
     noise = (a.dwi - a.clean)[a.mask & (a.tissue[..., 0] == 0)][:, a.acquisition.bvals > 2500]
     assert 2.0 < noise.std() < 4.5          # Rician, σ = S0 / SNR = 3.3 on low signal
+
+
+def test_crossing_fixel_report_truth_and_a_merged_field(small):
+    """The truth's own fixels are resolved in every designed overlap; replacing them there by
+    one fixel on the bisector is reported as merged, tilted by half the crossing angle
+    (geometry, not fitted)."""
+    from prismflow.metrics.connectivity import crossing_fixels
+
+    ph = small
+    rep = crossing_fixels(ph, ph.fixel_dirs, ph.fixel_fractions)
+    assert [r["angle_deg"] for r in rep] == [35.0, 70.0]
+    for r in rep:
+        assert r["n_voxels"] > 5 and r["merged"] == 0.0 and r["resolved"] > 0.95, r
+        assert abs(r["toward_partner_deg"]) < 2.0, r
+    # a merged field: in every voxel with two or more true fixels, the two largest become one
+    # fixel on their bisector (a third, if any, is kept)
+    d, f = ph.fixel_dirs.copy(), ph.fixel_fractions.copy()
+    two = f[..., 1] > 0
+    a, b = d[two][:, 0], d[two][:, 1]
+    bis = a + np.sign((a * b).sum(1))[:, None] * b
+    d[two, 0] = bis / np.linalg.norm(bis, axis=1, keepdims=True)
+    f[two, 0] += f[two, 1]
+    d[two, 1] = 0.0
+    f[two, 1] = 0.0
+    for r in crossing_fixels(ph, d, f):
+        assert r["merged"] == 1.0 and r["resolved"] == 0.0, r
+        assert abs(r["toward_partner_deg"] - r["angle_deg"] / 2) < 3.0, r
