@@ -90,7 +90,6 @@ def test_bad_shapes_raise_input_error(small_phantom):
         model.fit(bad)
 
 
-
 def test_fibre_criterion_reaches_the_evidence_test(small_phantom):
     """``PrismConfig.fibre_criterion`` is the criterion the evidence test ran with; the price
     per fibre in its record follows the formula (BIC ln N, HQC 2 ln ln N)."""
