@@ -3,8 +3,7 @@
 After the fit, each voxel's weakest *reported* fibre is removed (its fraction pinned to ≈ 0)
 and the rest re-optimised from where it was, twice: once with the volume's diffusivities (the
 model that is reported if the fibre goes) and once with the voxel's own D∥ and D⊥ free within
-the bounds that this data's one-fibre voxels span (:func:`own_diffusivity_bounds`; ×0.67–1.5
-and ×0.5–2 of the volume's when too few of them). The fibre is kept only if it explains what the
+bounds (×0.67–1.5 and ×0.5–2 of the volume's). The fibre is kept only if it explains what the
 one-fibre-fewer model with voxel-wise diffusivities cannot — an information criterion with the
 noise σ estimated from the repeated b=0 volumes:
 
@@ -48,14 +47,9 @@ from .model import AcquisitionTensors, constrain, tissue_signal
 PARAMS_PER_FIBRE = 4
 #: Parameters of the alternative's voxel-wise diffusivities (D∥, D⊥).
 PARAMS_DIFFUSIVITY = 2
-#: Fallback bounds of the voxel-wise diffusivities as log-factors of the volume's, used when too
-#: few one-fibre voxels measure the spread (:func:`own_diffusivity_bounds`): D∥ × e^(±0.4),
-#: D⊥ × e^(±0.7).
+#: Bounds of the voxel-wise diffusivities as log-factors of the volume's: D∥ × e^(±0.4),
+#: D⊥ × e^(±0.7) (λ∥ 1.4–2.2e-3 and λ⊥ 0.2–0.6e-3 around a volume estimate fit inside).
 LOG_RANGE_AXIAL, LOG_RANGE_RADIAL = 0.4, 0.7
-#: The spread measurement: the central 1 − 2q of the one-fibre voxels' own log-factors, from at
-#: most ``RANGE_SAMPLE`` of them (≥ ``RANGE_MIN_VOXELS``), fitted for ``RANGE_ITER`` iterations
-#: within e^(±RANGE_SEARCH) of the volume's values (D⊥ 0.2–4.5 ×: any white-matter value).
-RANGE_QUANTILE, RANGE_SAMPLE, RANGE_MIN_VOXELS, RANGE_ITER, RANGE_SEARCH = 0.025, 500, 20, 100, 1.5
 
 
 #: Information criteria: the price of one parameter in units of σ² for N measurements.
@@ -168,36 +162,23 @@ def _refit_all(raw: dict, offset: torch.Tensor, consts: FusedConstants, y: torch
 
 def _refit_own_diffusivities(raw: dict, offset: torch.Tensor, at: AcquisitionTensors,
                             y: torch.Tensor, axial: float, radial: float, n_iter: int,
-                            lr: float, bounds=None) -> torch.Tensor:
+                            lr: float) -> torch.Tensor:
     """Per-voxel SSE (V,) after re-optimising with the voxel's own bounded D∥, D⊥ (autograd).
 
-    Over the voxels' unpinned fibres only (see :func:`active_groups`). ``bounds``: see
-    :func:`_own_diffusivities`.
+    Over the voxels' unpinned fibres only (see :func:`active_groups`).
     """
     out = torch.empty(y.shape[0], dtype=torch.float64, device=y.device)
     for rows, cols in active_groups(offset):
         sub, off, _ = _gather(raw, offset, rows, cols)
-        out[rows] = _refit_own_all(sub, off, at, y[rows], axial, radial, n_iter, lr, bounds)
+        out[rows] = _refit_own_all(sub, off, at, y[rows], axial, radial, n_iter, lr)
     return out
 
 
-def _log_factor(x: torch.Tensor, low: float, high: float) -> torch.Tensor:
-    """x ∈ (−1, 1) → a log-factor in [low, high] (low ≤ 0 ≤ high), 0 at x = 0."""
-    return torch.where(x > 0, high * x, -low * x)
-
-
 def _own_diffusivities(axial: float, radial: float, a_raw: torch.Tensor,
-                       r_raw: torch.Tensor, bounds=None) -> torch.Tensor:
-    """(V, 2) voxel-wise [D∥, D⊥] within the bounds around the volume's (D⊥ ≤ D∥), mm²/s.
-
-    bounds : ((low, high) of log D∥/D∥_volume, (low, high) of log D⊥/D⊥_volume), low ≤ 0 ≤ high;
-    None: ± :data:`LOG_RANGE_AXIAL`, ± :data:`LOG_RANGE_RADIAL`. Raw 0 is the volume's value.
-    """
-    if bounds is None:
-        bounds = ((-LOG_RANGE_AXIAL, LOG_RANGE_AXIAL), (-LOG_RANGE_RADIAL, LOG_RANGE_RADIAL))
-    (a_lo, a_hi), (r_lo, r_hi) = bounds
-    d_ax = axial * torch.exp(_log_factor(torch.tanh(a_raw), a_lo, a_hi))
-    d_rad = torch.minimum(radial * torch.exp(_log_factor(torch.tanh(r_raw), r_lo, r_hi)), d_ax)
+                       r_raw: torch.Tensor) -> torch.Tensor:
+    """(V, 2) voxel-wise [D∥, D⊥] within the bounds around the volume's (D⊥ ≤ D∥), mm²/s."""
+    d_ax = axial * torch.exp(LOG_RANGE_AXIAL * torch.tanh(a_raw))
+    d_rad = torch.minimum(radial * torch.exp(LOG_RANGE_RADIAL * torch.tanh(r_raw)), d_ax)
     return torch.stack([d_ax, d_rad], 1)
 
 
@@ -214,14 +195,12 @@ def _own_sse(p, diff: torch.Tensor, at: AcquisitionTensors, y: torch.Tensor) -> 
 
 
 def _refit_own_all(raw: dict, offset: torch.Tensor, at: AcquisitionTensors, y: torch.Tensor,
-                   axial: float, radial: float, n_iter: int, lr: float, bounds=None,
-                   return_diffusivities: bool = False):
+                   axial: float, radial: float, n_iter: int, lr: float) -> torch.Tensor:
     """:func:`_refit_own_diffusivities` over every fibre of ``raw``, pinned or not.
 
     The optimisation runs on the fused per-voxel-diffusivity kernel (its loss is the mean, not
     the sum, of the squared residuals: Rprop follows the gradient's sign only, so the path is
-    the same); the returned SSE is evaluated by the plain formula of :func:`_own_sse`
-    (with ``return_diffusivities``, also the fitted (V, 2) [D∥, D⊥]).
+    the same); the returned SSE is evaluated by the plain formula of :func:`_own_sse`.
     """
     params = {k: torch.nn.Parameter(v.detach().clone()) for k, v in raw.items()}
     v = y.shape[0]
@@ -237,47 +216,11 @@ def _refit_own_all(raw: dict, offset: torch.Tensor, at: AcquisitionTensors, y: t
                             step_sizes=(1e-6, 1.0))
     for _ in range(n_iter):
         opt.zero_grad(set_to_none=True)
-        fused_mse_voxel_diffusivities(constrained(), _own_diffusivities(axial, radial, a_raw, r_raw,
-                                                                        bounds),
+        fused_mse_voxel_diffusivities(constrained(), _own_diffusivities(axial, radial, a_raw, r_raw),
                                       consts, y).backward()
         opt.step()
     with torch.no_grad():
-        diff = _own_diffusivities(axial, radial, a_raw, r_raw, bounds)
-        sse = _own_sse(constrained(), diff, at, y).double()
-    return (sse, diff) if return_diffusivities else sse
-
-
-def own_diffusivity_bounds(raw: dict, offset: torch.Tensor, at: AcquisitionTensors,
-                           y: torch.Tensor, one_fibre: np.ndarray, axial: float, radial: float,
-                           lr: float):
-    """How far D∥, D⊥ of this data's one-fibre voxels stray from the volume's: the alternative's
-    bounds ((low, high) log-factors of D∥, of D⊥; None if fewer than ``RANGE_MIN_VOXELS``).
-
-    The one-fibre model with its own D∥, D⊥ is refitted (``RANGE_ITER`` iterations, searched
-    within e^(±``RANGE_SEARCH``)) in up to ``RANGE_SAMPLE`` voxels the fit reports with one
-    fibre, evenly spread over ``one_fibre`` (V,) bool; the bounds are the central
-    1 − 2·``RANGE_QUANTILE`` of their log-factors, widened to contain 0. So the alternative may
-    vary the diffusivities as much as this data's single fibres do — fixed bounds let one fat
-    fibre stand in for a narrow crossing where every fibre has the same diffusivities, and
-    missed the thinnest fibres where they vary.
-    """
-    rows = np.flatnonzero(one_fibre)
-    if rows.size < RANGE_MIN_VOXELS:
-        return None
-    rows = rows[np.linspace(0, rows.size - 1, min(RANGE_SAMPLE, rows.size)).round().astype(int)]
-    idx = torch.as_tensor(rows, device=y.device)
-    wide = ((-RANGE_SEARCH, RANGE_SEARCH), (-RANGE_SEARCH, RANGE_SEARCH))
-    out = []
-    sub = {k: v[idx] for k, v in raw.items()}
-    for grows, cols in active_groups(offset[idx]):
-        g_sub, g_off, _ = _gather(sub, offset[idx], grows, cols)
-        _, diff = _refit_own_all(g_sub, g_off, at, y[idx][grows], axial, radial, RANGE_ITER, lr,
-                                 wide, return_diffusivities=True)
-        out.append(diff)
-    diff = torch.cat(out).double().cpu().numpy()
-    logs = np.log(diff / np.array([axial, radial]))
-    lo, hi = np.quantile(logs, [RANGE_QUANTILE, 1.0 - RANGE_QUANTILE], axis=0)
-    return tuple((float(min(lo[j], 0.0)), float(max(hi[j], 0.0))) for j in range(2))
+        return _own_sse(constrained(), _own_diffusivities(axial, radial, a_raw, r_raw), at, y).double()
 
 
 def select_fibres(raw: dict, offset: torch.Tensor, at: AcquisitionTensors, y: torch.Tensor,
@@ -335,14 +278,6 @@ def select_fibres(raw: dict, offset: torch.Tensor, at: AcquisitionTensors, y: to
     with torch.no_grad():
         f0 = torch.softmax(masked_logits(raw["logits"], offset), -1)[:, 3:].cpu().numpy()
     n0 = fibre_present(f0, min_fraction=min_fraction, relative_fraction=relative_fraction).sum(1)
-    # the alternative's voxel-wise diffusivities may stray as far as this data's one-fibre voxels do
-    bounds = own_diffusivity_bounds(raw, offset, at, y, n0 == 1, axial, radial, lr)
-    record["own_bounds"] = (
-        {"source": "one-fibre voxels", "log_axial": list(bounds[0]), "log_radial": list(bounds[1])}
-        if bounds is not None else
-        {"source": f"constants (fewer than {RANGE_MIN_VOXELS} one-fibre voxels)",
-         "log_axial": [-LOG_RANGE_AXIAL, LOG_RANGE_AXIAL],
-         "log_radial": [-LOG_RANGE_RADIAL, LOG_RANGE_RADIAL]})
     sse = per_voxel_sse(raw, offset, at, y)
     best = sse + price * torch.as_tensor(n0, device=y.device, dtype=sse.dtype)
     state = {key: val.clone() for key, val in raw.items()}
@@ -375,7 +310,7 @@ def select_fibres(raw: dict, offset: torch.Tensor, at: AcquisitionTensors, y: to
         if need.numel():
             sse_own = _refit_own_diffusivities({key: val[need] for key, val in sub.items()},
                                                off[need], at, y[idx][need], axial, radial,
-                                               n_iter, lr, bounds)
+                                               n_iter, lr)
             score[need] = torch.minimum(score[need], sse_own + extra[need])
         better = score < best[idx]
         record["tested"].append(int(idx.shape[0]))
