@@ -222,7 +222,9 @@ def fit_patch(data: np.ndarray, acq: Acquisition, cfg: PrismConfig, *,
         kept, logit_offset, selection = select_fibres(
             {k: r.detach() for k, r in raw.items()}, logit_offset, at, y_tissue, float(sigma_hat),
             axial=cfg.diffusivities.axial, radial=cfg.diffusivities.radial, min_fraction=cfg.min_fibre_fraction, relative_fraction=cfg.relative_fibre_fraction,
-            criterion=cfg.fibre_criterion)
+            criterion=cfg.fibre_criterion,
+            neighbours=neighbour_pairs(grid_mask, 26) if grid_mask is not None else None,
+            pool_angle_deg=cfg.evidence_pool_deg)
         # what the evidence test costs (process CPU: the fit runs on one thread per worker)
         selection.update(seconds=time.perf_counter() - t_sel[0],
                          cpu_seconds=time.process_time() - t_sel[1])

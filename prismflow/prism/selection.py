@@ -29,6 +29,13 @@ so that a fibre set whose one-fibre-fewer remainder is a poor local fit, but who
 remainder explains the data, is still reduced. For K = 2 this is exactly the test above.
 No threshold is tuned on a phantom: σ comes from the data and the penalty from N.
 
+On image volumes the comparisons are then pooled (``prism/pooling.py``): a voxel's criterion
+differences are averaged with those of the neighbours whose candidates show the same fibres,
+so a narrow crossing that runs through many voxels is kept where each voxel alone falls just
+short of the price, and an extra fibre that no agreeing neighbour supports is averaged away.
+Where the volume's diffusivities already decided a smaller model, its criterion (an upper
+bound of the voxel-wise-diffusivity one) is what enters the average.
+
 Axis letters: V voxels, K fibres, N measurements.
 """
 
@@ -42,6 +49,7 @@ import torch
 from .fixels import fibre_present
 from .kernels import FusedConstants, fused_mse, fused_mse_voxel_diffusivities
 from .model import AcquisitionTensors, constrain, tissue_signal
+from .pooling import pooled_counts
 
 #: Parameters one fibre adds to a voxel's model (direction: 2, fraction: 1, f_in: 1).
 PARAMS_PER_FIBRE = 4
@@ -226,7 +234,8 @@ def _refit_own_all(raw: dict, offset: torch.Tensor, at: AcquisitionTensors, y: t
 def select_fibres(raw: dict, offset: torch.Tensor, at: AcquisitionTensors, y: torch.Tensor,
                   sigma: float, *, axial: float, radial: float, min_fraction: float,
                   relative_fraction: float, criterion: str = DEFAULT_CRITERION,
-                  n_iter: int = 40, lr: float = 0.02) -> tuple[dict, torch.Tensor, dict]:
+                  n_iter: int = 40, lr: float = 0.02, neighbours: np.ndarray | None = None,
+                  pool_angle_deg: float = 0.0) -> tuple[dict, torch.Tensor, dict]:
     """Remove fibres the data do not support (see the module docstring).
 
     raw : the fit's raw parameters (``s0_raw`` (V,), ``logits`` (V, 3+K), ``dirs_raw``
@@ -234,7 +243,9 @@ def select_fibres(raw: dict, offset: torch.Tensor, at: AcquisitionTensors, y: to
         (0, or :data:`OFF_LOGIT` for switched-off compartments); y : (V, N) b0-normalised,
         calibration-removed data; sigma : noise σ relative to b0; axial, radial : the
         volume's D∥, D⊥ (mm²/s) that ``at`` was built with; criterion : the information
-        criterion's price per parameter (:data:`CRITERIA`).
+        criterion's price per parameter (:data:`CRITERIA`); neighbours : (P, 2) neighbour
+        pairs of the voxels' spatial layout and pool_angle_deg > 0: pool each count's gain
+        over neighbours whose candidates agree within that angle (``prism/pooling.py``).
     Returns (new raw, new offset — removed fibres carry :data:`OFF_LOGIT`, a record).
     """
     v, n = y.shape
@@ -283,6 +294,14 @@ def select_fibres(raw: dict, offset: torch.Tensor, at: AcquisitionTensors, y: to
     state = {key: val.clone() for key, val in raw.items()}
     state_off = offset.clone()
     candidates = torch.arange(v, device=y.device)
+    pool = neighbours is not None and pool_angle_deg > 0
+    if pool:
+        # every count a voxel's path reaches: its criterion and its model, for the pooled pass
+        path_score = torch.full((v, k + 1), math.inf, dtype=sse.dtype, device=y.device)
+        n0_t = torch.as_tensor(n0, device=y.device)
+        path_score[torch.arange(v, device=y.device), n0_t] = torch.where(n0_t > 0, best, math.inf)
+        path_raw = [{key: val.clone() for key, val in raw.items()} for _ in range(k + 1)]
+        path_off = [offset.clone() for _ in range(k + 1)]
     for _ in range(k - 1):
         with torch.no_grad():
             f = torch.softmax(masked_logits(state["logits"][candidates], state_off[candidates]),
@@ -312,6 +331,14 @@ def select_fibres(raw: dict, offset: torch.Tensor, at: AcquisitionTensors, y: to
                                                off[need], at, y[idx][need], axial, radial,
                                                n_iter, lr)
             score[need] = torch.minimum(score[need], sse_own + extra[need])
+        if pool:
+            n_idx = n_left.long()
+            path_score[idx, n_idx] = score
+            for count in torch.unique(n_idx).tolist():
+                at_count = n_idx == count
+                for key in raw:
+                    path_raw[count][key][idx[at_count]] = reduced[key][at_count]
+                path_off[count][idx[at_count]] = off[at_count]
         better = score < best[idx]
         record["tested"].append(int(idx.shape[0]))
         record["removed"].append(int(better.sum()))
@@ -323,4 +350,51 @@ def select_fibres(raw: dict, offset: torch.Tensor, at: AcquisitionTensors, y: to
         state_off[idx] = off
         best[won] = score[better]
         candidates = idx                      # every tested voxel walks on down its path
+    if pool:
+        raw, offset = _apply_pooling(raw, offset, path_score, path_raw, path_off, neighbours,
+                                     pool_angle_deg, min_fraction, relative_fraction, record)
     return raw, offset, record
+
+
+def _candidate_directions(path_raw: list[dict], path_off: list[torch.Tensor], min_fraction: float,
+                          relative_fraction: float) -> np.ndarray:
+    """(V, K+1, K, 3): per count k, the first rows the present fibres' unit directions of the
+    voxel's k-fibre candidate (largest fraction first), zeros elsewhere."""
+    kp1 = len(path_raw)
+    v, k = path_raw[0]["dirs_raw"].shape[:2]
+    out = np.zeros((v, kp1, k, 3))
+    for count in range(1, kp1):
+        with torch.no_grad():
+            p = constrain(path_raw[count]["s0_raw"], masked_logits(path_raw[count]["logits"], path_off[count]),
+                          path_raw[count]["dirs_raw"], path_raw[count]["fin_raw"])
+            f = p.fractions[:, 3:].cpu().numpy()
+            d = p.directions.cpu().numpy()
+        shown = fibre_present(f, min_fraction=min_fraction, relative_fraction=relative_fraction)
+        order = np.argsort(-np.where(shown, f, -1.0), axis=1, kind="stable")
+        d_sorted = np.take_along_axis(d, order[..., None], axis=1)
+        keep = np.take_along_axis(shown, order, axis=1)
+        out[:, count] = d_sorted * keep[..., None]
+    return out
+
+
+def _apply_pooling(raw, offset, path_score, path_raw, path_off, neighbours, pool_angle_deg,
+                   min_fraction, relative_fraction, record):
+    """Re-decide every voxel's count with the pooled gains; voxels whose count changes take
+    the model of that count on their path. Records how many voxels gained / lost fibres."""
+    score = path_score.cpu().numpy()
+    decided = np.argmin(np.where(np.isfinite(score), score, np.inf), axis=1)
+    dirs = _candidate_directions(path_raw, path_off, min_fraction, relative_fraction)
+    counts, group = pooled_counts(score, dirs, np.asarray(neighbours, dtype=np.int64), pool_angle_deg)
+    change = np.isfinite(score).any(1) & (counts != decided) & np.isfinite(
+        score[np.arange(score.shape[0]), counts])
+    record["pooling"] = {"angle_deg": float(pool_angle_deg),
+                         "gained_fibres": int((change & (counts > decided)).sum()),
+                         "lost_fibres": int((change & (counts < decided)).sum()),
+                         "median_group_of_changed": (float(np.median(group[change]))
+                                                     if change.any() else 0.0)}
+    for count in np.unique(counts[change]).tolist():
+        rows = torch.as_tensor(np.flatnonzero(change & (counts == count)), device=offset.device)
+        for key in raw:
+            raw[key][rows] = path_raw[count][key][rows]
+        offset[rows] = path_off[count][rows]
+    return raw, offset
