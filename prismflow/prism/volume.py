@@ -300,6 +300,12 @@ def stitch_volume(plan: VolumePlan, parts: list[PrismFit | None]) -> PrismFit:
             **{key: [int(sum(r[key][i] for r in sel if i < len(r.get(key, []))))
                      for i in range(max(len(r.get(key, [])) for r in sel))]
                for key in ("tested", "removed")}}
+        pools = [r["pooling"] for r in sel if r.get("pooling")]
+        if pools:
+            fit.info["selection"]["pooling"] = {
+                "angle_deg": pools[0]["angle_deg"],
+                **{key: int(sum(r[key] for r in pools)) for key in ("gained_fibres", "lost_fibres")},
+                "cpu_seconds": float(sum(r["cpu_seconds"] for r in pools))}
     return fit
 
 
