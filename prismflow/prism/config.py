@@ -99,10 +99,11 @@ class PrismConfig:
         or ``"aic"`` (``prism/selection.py``: the price of one parameter).
     evidence_pool_deg : on image volumes, the evidence test's criterion differences are
         averaged over the voxel and those of its 26 neighbours whose candidates have the same
-        fibre directions within this angle, degrees (``prism/pooling.py``); 0 decides every
-        voxel alone. Independent voxels (no spatial layout) are never pooled. 15: the lowest
-        connectome error on the tuning geometry of ``benchmarks/connectivity.py`` (seed 100:
-        0.223 alone; 0.212 / 0.210 / 0.206 / 0.201 / 0.206 at 5 / 7.5 / 10 / 15 / 20°).
+        fibre directions within this angle, degrees, and a voxel keeps the larger of its own
+        and the pooled fibre count (``prism/pooling.py``); 0 decides every voxel alone.
+        Independent voxels (no spatial layout) are never pooled. 15: the lowest connectome
+        error on the tuning geometry of ``benchmarks/connectivity.py`` (seed 100, two-sided
+        pooling: 0.223 alone; 0.212 / 0.210 / 0.206 / 0.201 / 0.206 at 5 / 7.5 / 10 / 15 / 20°).
     """
 
     n_fibres: int = 3

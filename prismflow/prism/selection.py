@@ -32,9 +32,9 @@ No threshold is tuned on a phantom: σ comes from the data and the penalty from 
 On image volumes the comparisons are then pooled (``prism/pooling.py``): a voxel's criterion
 differences are averaged with those of the neighbours whose candidates show the same fibres,
 so a narrow crossing that runs through many voxels is kept where each voxel alone falls just
-short of the price, and an extra fibre that no agreeing neighbour supports is averaged away.
-Where the volume's diffusivities already decided a smaller model, its criterion (an upper
-bound of the voxel-wise-diffusivity one) is what enters the average.
+short of the price. Pooling only adds fibres (a voxel keeps the larger of its own and the
+pooled count). Where the volume's diffusivities already decided a smaller model, its criterion
+(an upper bound of the voxel-wise-diffusivity one) is what enters the average.
 
 Axis letters: V voxels, K fibres, N measurements.
 """
@@ -400,6 +400,7 @@ def _apply_pooling(raw, offset, path_score, path_raw, path_off, neighbours, pool
             raw[key][rows] = path_raw[count][key][rows]
         offset[rows] = path_off[count][rows]
     record["rule"] += (f"; then each count comparison averaged over the voxel and its 26 neighbours "
-                       f"whose candidates agree within {pool_angle_deg:g} deg")
+                       f"whose candidates agree within {pool_angle_deg:g} deg; a voxel keeps the "
+                       f"larger of its own and the pooled count")
     record["pooling"]["cpu_seconds"] = time.process_time() - t0
     return raw, offset

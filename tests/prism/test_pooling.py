@@ -66,17 +66,18 @@ def test_a_voxel_short_of_the_price_keeps_the_crossing_its_agreeing_neighbours_s
     assert np.all(counts2[np.arange(v) != centre] == 2)
 
 
-def test_an_isolated_extra_fibre_is_averaged_away():
+def test_pooling_never_removes_a_fibre_the_voxel_itself_supports():
     mask, pairs = _block()
     v = mask.sum()
     gain = np.full(v, 6.0)                 # everywhere one fibre is better by 6
-    gain[13] = -4.0                        # one voxel's noise makes two fibres win by 4
+    gain[13] = -4.0                        # one voxel: two fibres win by 4 on its own evidence
     split = np.stack([_unit(0), _unit(12)])
     score, dirs = _paths(v, gain, np.repeat(split[None], v, 0))
     own = np.argmin(score, 1)
     assert own[13] == 2
-    counts, _ = pooled_counts(score, dirs, pairs, 10.0)
-    assert np.all(counts == 1)
+    counts, size = pooled_counts(score, dirs, pairs, 10.0)
+    assert counts[13] == 2                 # the pooled mean (≈ +5.3) alone would say one fibre
+    assert np.all(counts[np.arange(v) != 13] == 1)
 
 
 def test_three_fibre_evidence_is_not_set_against_the_neighbours_two_fibre_evidence():
