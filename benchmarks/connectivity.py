@@ -199,6 +199,20 @@ def print_table(rows, title):
             print(f"seed {sd}: probabilistic: PRISM (curvature spread) error {a['weighted_error']:.3f}, "
                   f"invalid {100 * a['invalid']:.1f} %; MRtrix3 iFOD2 on CSD error "
                   f"{b['weighted_error']:.3f}, invalid {100 * b['invalid']:.1f} %")
+    if len(seeds) > 1:
+        # the same two checks on the means over seeds (the issue's own table reports means)
+        mean = {n: {k: float(np.mean([r[k] for r in rows if r["source"] == n]))
+                    for k in ("weighted_error", "invalid")} for n in names}
+        peers = [n for n in names if n not in ("truth", "prism", "prism-prob", "mrtrix-ifod2")]
+        if "prism" in mean and "truth" in mean and peers:
+            best = min(peers, key=lambda n: mean[n]["weighted_error"])
+            e_t, e_p, e_b = (mean[k]["weighted_error"] for k in ("truth", "prism", best))
+            inv_ok = all(mean["prism"]["invalid"] < mean[n]["invalid"] for n in peers)
+            print(f"mean over seeds {seeds}: PRISM error {e_p:.3f} is "
+                  f"{'closer to' if e_p - e_t < e_b - e_p else 'NOT closer to'} truth ({e_t:.3f}) "
+                  f"than to the best peer ({best} {e_b:.3f}): {e_p - e_t:.3f} vs {e_b - e_p:.3f}; "
+                  f"PRISM invalid {100 * mean['prism']['invalid']:.1f} % "
+                  f"{'below' if inv_ok else 'NOT below'} every peer's")
 
 
 def _without(argv: list[str], option: str, n_values: int) -> list[str]:
