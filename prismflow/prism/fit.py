@@ -223,7 +223,8 @@ def fit_patch(data: np.ndarray, acq: Acquisition, cfg: PrismConfig, *,
             {k: r.detach() for k, r in raw.items()}, logit_offset, at, y_tissue, float(sigma_hat),
             axial=cfg.diffusivities.axial, radial=cfg.diffusivities.radial, min_fraction=cfg.min_fibre_fraction, relative_fraction=cfg.relative_fibre_fraction,
             criterion=cfg.fibre_criterion,
-            neighbours=neighbour_pairs(grid_mask, 26) if grid_mask is not None else None,
+            neighbours=(neighbour_pairs(grid_mask, 26)
+                        if grid_mask is not None and cfg.evidence_pool_deg > 0 else None),
             pool_angle_deg=cfg.evidence_pool_deg)
         # what the evidence test costs (process CPU: the fit runs on one thread per worker)
         selection.update(seconds=time.perf_counter() - t_sel[0],

@@ -380,8 +380,8 @@ def _candidate_directions(path_raw: list[dict], path_off: list[torch.Tensor], mi
 
 def _apply_pooling(raw, offset, path_score, path_raw, path_off, neighbours, pool_angle_deg,
                    min_fraction, relative_fraction, record):
-    """Re-decide every voxel's count with the pooled gains; voxels whose count changes take
-    the model of that count on their path. Records how many voxels gained / lost fibres."""
+    """Re-decide every voxel's count with the pooled evidence; voxels whose count grows take
+    the model of that count on their path. Records how many voxels gained fibres."""
     t0 = time.process_time()
     score = path_score.cpu().numpy()
     decided = np.argmin(np.where(np.isfinite(score), score, np.inf), axis=1)
@@ -390,8 +390,7 @@ def _apply_pooling(raw, offset, path_score, path_raw, path_off, neighbours, pool
     change = np.isfinite(score).any(1) & (counts != decided) & np.isfinite(
         score[np.arange(score.shape[0]), counts])
     record["pooling"] = {"angle_deg": float(pool_angle_deg),
-                         "gained_fibres": int((change & (counts > decided)).sum()),
-                         "lost_fibres": int((change & (counts < decided)).sum()),
+                         "gained_fibres": int(change.sum()),    # pooling only adds fibres
                          "median_group_of_changed": (float(np.median(group[change]))
                                                      if change.any() else 0.0)}
     for count in np.unique(counts[change]).tolist():

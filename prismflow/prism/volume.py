@@ -304,7 +304,7 @@ def stitch_volume(plan: VolumePlan, parts: list[PrismFit | None]) -> PrismFit:
         if pools:
             fit.info["selection"]["pooling"] = {
                 "angle_deg": pools[0]["angle_deg"],
-                **{key: int(sum(r[key] for r in pools)) for key in ("gained_fibres", "lost_fibres")},
+                "gained_fibres": int(sum(r["gained_fibres"] for r in pools)),
                 "cpu_seconds": float(sum(r["cpu_seconds"] for r in pools))}
     return fit
 
