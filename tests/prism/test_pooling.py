@@ -8,7 +8,6 @@ block of voxels, where the per-voxel test keeps both fibres in some voxels only.
 from __future__ import annotations
 
 import numpy as np
-import pytest
 
 from prismflow.prism.pooling import match_fixel_sets, pooled_counts
 from prismflow.prism.priors import neighbour_pairs
@@ -75,7 +74,7 @@ def test_pooling_never_removes_a_fibre_the_voxel_itself_supports():
     score, dirs = _paths(v, gain, np.repeat(split[None], v, 0))
     own = np.argmin(score, 1)
     assert own[13] == 2
-    counts, size = pooled_counts(score, dirs, pairs, 10.0)
+    counts, _ = pooled_counts(score, dirs, pairs, 10.0)
     assert counts[13] == 2                 # the pooled mean (≈ +5.3) alone would say one fibre
     assert np.all(counts[np.arange(v) != 13] == 1)
 
