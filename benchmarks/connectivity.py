@@ -186,14 +186,9 @@ def print_table(rows, title):
     seeds = sorted({r["seed"] for r in rows})
     for sd in seeds:
         rs = {r["source"]: r for r in rows if r["seed"] == sd}
-        peers = [n for n in rs if n not in ("truth", "prism", "prism-prob", "mrtrix-ifod2")]
-        if "prism" in rs and "truth" in rs and peers:
-            best = min(peers, key=lambda n: rs[n]["weighted_error"])
-            e_t, e_p, e_b = (rs[k]["weighted_error"] for k in ("truth", "prism", best))
-            inv_ok = all(rs["prism"]["invalid"] < rs[n]["invalid"] for n in peers)
-            print(f"seed {sd}: PRISM error {e_p:.3f} is {'closer to' if e_p - e_t < e_b - e_p else 'NOT closer to'} "
-                  f"truth ({e_t:.3f}) than to the best peer ({best} {e_b:.3f}); PRISM invalid "
-                  f"{100 * rs['prism']['invalid']:.1f} % {'below' if inv_ok else 'NOT below'} every peer's")
+        line = floor_check(rs)
+        if line:
+            print(f"seed {sd}: {line}")
         if "prism-prob" in rs and "mrtrix-ifod2" in rs:
             a, b = rs["prism-prob"], rs["mrtrix-ifod2"]
             print(f"seed {sd}: probabilistic: PRISM (curvature spread) error {a['weighted_error']:.3f}, "
@@ -203,16 +198,25 @@ def print_table(rows, title):
         # the same two checks on the means over seeds (the issue's own table reports means)
         mean = {n: {k: float(np.mean([r[k] for r in rows if r["source"] == n]))
                     for k in ("weighted_error", "invalid")} for n in names}
-        peers = [n for n in names if n not in ("truth", "prism", "prism-prob", "mrtrix-ifod2")]
-        if "prism" in mean and "truth" in mean and peers:
-            best = min(peers, key=lambda n: mean[n]["weighted_error"])
-            e_t, e_p, e_b = (mean[k]["weighted_error"] for k in ("truth", "prism", best))
-            inv_ok = all(mean["prism"]["invalid"] < mean[n]["invalid"] for n in peers)
-            print(f"mean over seeds {seeds}: PRISM error {e_p:.3f} is "
-                  f"{'closer to' if e_p - e_t < e_b - e_p else 'NOT closer to'} truth ({e_t:.3f}) "
-                  f"than to the best peer ({best} {e_b:.3f}): {e_p - e_t:.3f} vs {e_b - e_p:.3f}; "
-                  f"PRISM invalid {100 * mean['prism']['invalid']:.1f} % "
-                  f"{'below' if inv_ok else 'NOT below'} every peer's")
+        line = floor_check(mean, margins=True)
+        if line:
+            print(f"mean over seeds {seeds}: {line}")
+
+
+def floor_check(scores: dict, margins: bool = False) -> str:
+    """The issue's two checks on ``scores`` ({source: {"weighted_error", "invalid"}}): is
+    PRISM's error closer to the truth's than to the best peer's, and is its invalid share below
+    every peer's? One line ("" when PRISM, the truth or every peer is missing)."""
+    peers = [n for n in scores if n not in ("truth", "prism", "prism-prob", "mrtrix-ifod2")]
+    if "prism" not in scores or "truth" not in scores or not peers:
+        return ""
+    best = min(peers, key=lambda n: scores[n]["weighted_error"])
+    e_t, e_p, e_b = (scores[k]["weighted_error"] for k in ("truth", "prism", best))
+    inv_ok = all(scores["prism"]["invalid"] < scores[n]["invalid"] for n in peers)
+    gap = f": {e_p - e_t:.3f} vs {e_b - e_p:.3f}" if margins else ""
+    return (f"PRISM error {e_p:.3f} is {'closer to' if e_p - e_t < e_b - e_p else 'NOT closer to'} "
+            f"truth ({e_t:.3f}) than to the best peer ({best} {e_b:.3f}){gap}; PRISM invalid "
+            f"{100 * scores['prism']['invalid']:.1f} % {'below' if inv_ok else 'NOT below'} every peer's")
 
 
 def _without(argv: list[str], option: str, n_values: int) -> list[str]:
