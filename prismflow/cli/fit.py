@@ -95,6 +95,12 @@ def build_parser() -> argparse.ArgumentParser:
                        help="evidence: a fibre is kept only when the data support it (per-voxel "
                             "information criterion with the b0 noise; default); threshold: "
                             "fraction thresholds alone")
+    model.add_argument("--evidence-pool-deg", type=float, default=None, metavar="DEG",
+                       help="with evidence selection: also average each voxel's evidence over "
+                            "its 26 neighbours whose candidate fibres agree within DEG degrees; a "
+                            "voxel keeps the larger of its own and the pooled fibre count "
+                            f"(default {model_defaults.evidence_pool_deg:g} with --priors volume, "
+                            "0 = every voxel alone, the default with --priors voxelwise)")
     run = p.add_argument_group("slabs and compute")
     run.add_argument("--slab-size", type=_positive_int, default=None, metavar="SLICES",
                      help="most slices per slab along z; --mem-gb may make slabs thinner "
@@ -157,16 +163,8 @@ def run(args) -> Path:
     if out.resolve() == Path(args.dwi).resolve().parent and args.force:
         raise InputError(f"{out}: refusing to replace the directory holding the input image")
     img, dwi, acq, mask = _load_inputs(args)
-    base = PrismConfig.for_volume() if args.priors == "volume" else PrismConfig(n_iter=100)
-    # options left unset are None: the config dataclasses keep their own defaults
-    changes = {k: v for k, v in dict(loss=args.loss, n_fibres=args.fibres, seed=args.seed,
-                                     device=args.device, n_iter=args.iters,
-                                     fibre_selection=args.fibre_selection).items()
-               if v is not None}
-    if args.fixed_diffusivities:
-        changes["estimate_diffusivities"] = False
     try:
-        cfg = base.replace(**changes)
+        cfg = model_config(args)
         volume = VolumeConfig().with_changes(slab_size=args.slab_size,
                                              slab_overlap=args.slab_overlap,
                                              mem_gb=args.mem_gb, workers=args.workers)
@@ -203,6 +201,29 @@ def run(args) -> Path:
              time.perf_counter() - t0, n_present.size, n_present.mean(),
              float(fit.residual_rms.mean()), out)
     return out
+
+
+def model_config(args: argparse.Namespace) -> PrismConfig:
+    """The PRISM configuration of the parsed options (ValueError on an invalid value).
+
+    ``--priors volume`` starts from :meth:`PrismConfig.for_volume`; ``voxelwise`` from the
+    plain defaults with 100 iterations and no pooling of the evidence test (independent
+    voxels). Options left unset are None: the config dataclasses keep their own defaults.
+    """
+    from ..prism.config import PrismConfig
+
+    if args.priors == "volume":
+        base = PrismConfig.for_volume()
+    else:
+        base = PrismConfig(n_iter=100, evidence_pool_deg=0.0)
+    changes = {k: v for k, v in dict(loss=args.loss, n_fibres=args.fibres, seed=args.seed,
+                                     device=args.device, n_iter=args.iters,
+                                     fibre_selection=args.fibre_selection,
+                                     evidence_pool_deg=args.evidence_pool_deg).items()
+               if v is not None}
+    if args.fixed_diffusivities:
+        changes["estimate_diffusivities"] = False
+    return base.replace(**changes)
 
 
 def main(argv=None) -> int:

@@ -35,3 +35,15 @@ def test_mem_gb_help_says_it_budgets_the_whole_fit():
     start = text.index("--mem-gb GIB memory")
     mem = text[start:text.index("--device", start)]
     assert "memory budget of the whole fit" in mem and "per slab" not in mem
+
+
+def test_evidence_pooling_option_reaches_the_config():
+    from prismflow.cli.fit import model_config
+
+    assert model_config(fit_parser().parse_args(FIT)).evidence_pool_deg == 15.0
+    # independent voxels: nothing pooled over neighbours unless asked for
+    assert model_config(fit_parser().parse_args(FIT + ["--priors", "voxelwise"])).evidence_pool_deg == 0.0
+    off = model_config(fit_parser().parse_args(FIT + ["--evidence-pool-deg", "0"]))
+    assert off.evidence_pool_deg == 0.0 and off.priors.smoothness > 0          # still the volume priors
+    with pytest.raises(ValueError, match="evidence_pool_deg"):
+        model_config(fit_parser().parse_args(FIT + ["--evidence-pool-deg", "95"]))
