@@ -301,8 +301,9 @@ def select_fibres(raw: dict, offset: torch.Tensor, at: AcquisitionTensors, y: to
         path_score = torch.full((v, k + 1), math.inf, dtype=sse.dtype, device=y.device)
         n0_t = torch.as_tensor(n0, device=y.device)
         path_score[torch.arange(v, device=y.device), n0_t] = torch.where(n0_t > 0, best, math.inf)
-        path_raw = [{key: val.clone() for key, val in raw.items()} for _ in range(k + 1)]
-        path_off = [offset.clone() for _ in range(k + 1)]
+        # indexed by count; index 0 (no fibre) is never a candidate
+        path_raw = [None] + [{key: val.clone() for key, val in raw.items()} for _ in range(k)]
+        path_off = [None] + [offset.clone() for _ in range(k)]
     for _ in range(k - 1):
         with torch.no_grad():
             f = torch.softmax(masked_logits(state["logits"][candidates], state_off[candidates]),
@@ -362,7 +363,7 @@ def _candidate_directions(path_raw: list[dict], path_off: list[torch.Tensor], mi
     """(V, K+1, K, 3): per count k, the first rows the present fibres' unit directions of the
     voxel's k-fibre candidate (largest fraction first), zeros elsewhere."""
     kp1 = len(path_raw)
-    v, k = path_raw[0]["dirs_raw"].shape[:2]
+    v, k = path_raw[1]["dirs_raw"].shape[:2]
     out = np.zeros((v, kp1, k, 3))
     for count in range(1, kp1):
         with torch.no_grad():
