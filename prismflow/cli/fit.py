@@ -95,6 +95,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="evidence: a fibre is kept only when the data support it (per-voxel "
                             "information criterion with the b0 noise; default); threshold: "
                             "fraction thresholds alone")
+    model.add_argument("--per-fibre-f-in", action="store_true",
+                       help="give every fibre its own intra-axonal fraction f_in, as the PRISM "
+                            "paper does (default: one f_in per voxel, shared by its fibres)")
     model.add_argument("--evidence-pool-deg", type=float, default=None, metavar="DEG",
                        help="with evidence selection: also average each voxel's evidence over "
                             "its 26 neighbours whose candidate fibres agree within DEG degrees; a "
@@ -223,6 +226,8 @@ def model_config(args: argparse.Namespace) -> PrismConfig:
                if v is not None}
     if args.fixed_diffusivities:
         changes["estimate_diffusivities"] = False
+    if args.per_fibre_f_in:
+        changes["shared_f_in"] = False
     return base.replace(**changes)
 
 

@@ -68,11 +68,13 @@ def b0_normalise(data: np.ndarray, acq: Acquisition) -> tuple[np.ndarray, np.nda
     return data / b0[:, None], b0
 
 
-def initial_raw_parameters(global_index: np.ndarray, n_fibres: int, seed: int):
+def initial_raw_parameters(global_index: np.ndarray, n_fibres: int, seed: int, *,
+                           shared_f_in: bool = False):
     """Raw initial parameters for voxels with the given global indices (numpy float32).
 
     Directions are random (hash of seed and voxel index); fractions start equal, f_in at
-    0.5, S0 at the measured b=0 (1 after normalisation).
+    0.5 (``fin_raw`` (V, 1) with ``shared_f_in``: one per voxel; else (V, K)), S0 at the
+    measured b=0 (1 after normalisation).
     """
     v = global_index.shape[0]
     dirs = hashed_normal(seed, global_index, 3 * n_fibres).reshape(v, n_fibres, 3)
@@ -81,7 +83,7 @@ def initial_raw_parameters(global_index: np.ndarray, n_fibres: int, seed: int):
         "s0_raw": np.full(v, math.log(math.e - 1.0), dtype=np.float32),  # softplus⁻¹(1)
         "logits": logits.astype(np.float32),
         "dirs_raw": dirs.astype(np.float32),
-        "fin_raw": np.zeros((v, n_fibres), dtype=np.float32),
+        "fin_raw": np.zeros((v, 1 if shared_f_in else n_fibres), dtype=np.float32),
     }
 
 
@@ -163,7 +165,7 @@ def fit_patch(data: np.ndarray, acq: Acquisition, cfg: PrismConfig, *,
     logit_offset = torch.zeros((v, 3 + cfg.n_fibres), dtype=dtype, device=device)
     if single_shell:
         logit_offset[:, 1:3] = OFF_LOGIT
-    start = initial_raw_parameters(global_index, cfg.n_fibres, cfg.seed)
+    start = initial_raw_parameters(global_index, cfg.n_fibres, cfg.seed, shared_f_in=cfg.shared_f_in)
     start.update(init or {})
     raw = {k: torch.nn.Parameter(torch.as_tensor(val, dtype=dtype, device=device).clone())
            for k, val in start.items()}

@@ -7,7 +7,9 @@ Per voxel v and measurement n (b in s/mm², unit gradient g_n, diffusivities in 
     c = g_n · n_k.
 
 Constrained parameters come from raw (unconstrained) ones: S0 = softplus, fractions =
-softmax over [csf, gm, restricted, fibre_1..K], f_in = sigmoid, n_k = L2-normalised.
+softmax over [csf, gm, restricted, fibre_1..K], f_in = sigmoid, n_k = L2-normalised. f_in is
+one per fibre (raw shape (V, K), the paper's model) or one per voxel shared by its fibres (raw
+shape (V, 1), ``PrismConfig.shared_f_in``); the constrained f_in is (V, K) either way.
 
 Axis letters: V voxels, N measurements, K fibres, C = 3 + K compartments.
 """
@@ -70,12 +72,19 @@ class AcquisitionTensors:
 
 def constrain(s0_raw: torch.Tensor, logits: torch.Tensor, dirs_raw: torch.Tensor,
               fin_raw: torch.Tensor) -> TissueParameters:
-    """Map raw parameters to :class:`TissueParameters` (softplus, softmax, L2, sigmoid)."""
+    """Map raw parameters to :class:`TissueParameters` (softplus, softmax, L2, sigmoid).
+
+    ``fin_raw`` (V, K) gives each fibre its own f_in; (V, 1) one f_in per voxel, broadcast to
+    its K fibres (the gradient of the shared value is the sum over the fibres).
+    """
+    f_in = torch.sigmoid(fin_raw)
+    if f_in.shape[-1] == 1 and dirs_raw.shape[-2] != 1:
+        f_in = f_in.expand(*dirs_raw.shape[:-1])
     return TissueParameters(
         s0=F.softplus(s0_raw),
         fractions=torch.softmax(logits, dim=-1),
         directions=F.normalize(dirs_raw, dim=-1, eps=1e-8),
-        f_in=torch.sigmoid(fin_raw),
+        f_in=f_in,
     )
 
 

@@ -127,13 +127,20 @@ def active_groups(offset: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor
     return groups
 
 
+def _fibre_columns(fin_raw: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
+    """``fin_raw`` of voxels ``rows`` at fibres ``cols``; a shared (V, 1) f_in stays (G, 1)."""
+    if fin_raw.shape[1] == 1:
+        return fin_raw[rows]
+    return torch.gather(fin_raw[rows], 1, cols)
+
+
 def _gather(raw: dict, offset: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor):
     """The raw parameters and offsets of voxels ``rows`` restricted to fibres ``cols`` (G, K')."""
     c3 = torch.cat([torch.arange(3, device=cols.device).expand(cols.shape[0], 3), 3 + cols], 1)
     sub = {"s0_raw": raw["s0_raw"][rows],
            "logits": torch.gather(raw["logits"][rows], 1, c3),
            "dirs_raw": torch.gather(raw["dirs_raw"][rows], 1, cols[..., None].expand(-1, -1, 3)),
-           "fin_raw": torch.gather(raw["fin_raw"][rows], 1, cols)}
+           "fin_raw": _fibre_columns(raw["fin_raw"], rows, cols)}
     return sub, torch.gather(offset[rows], 1, c3), c3
 
 
@@ -151,7 +158,10 @@ def _refit(raw: dict, offset: torch.Tensor, consts: FusedConstants, y: torch.Ten
         out["s0_raw"][rows] = new["s0_raw"]
         out["logits"][rows[:, None], c3] = new["logits"]
         out["dirs_raw"][rows[:, None], cols] = new["dirs_raw"]
-        out["fin_raw"][rows[:, None], cols] = new["fin_raw"]
+        if out["fin_raw"].shape[1] == 1:          # f_in shared by the voxel's fibres
+            out["fin_raw"][rows] = new["fin_raw"]
+        else:
+            out["fin_raw"][rows[:, None], cols] = new["fin_raw"]
     return out
 
 

@@ -47,3 +47,10 @@ def test_evidence_pooling_option_reaches_the_config():
     assert off.evidence_pool_deg == 0.0 and off.priors.smoothness > 0          # still the volume priors
     with pytest.raises(ValueError, match="evidence_pool_deg"):
         model_config(fit_parser().parse_args(FIT + ["--evidence-pool-deg", "95"]))
+
+
+def test_per_fibre_f_in_option_reaches_the_config():
+    from prismflow.cli.fit import model_config
+
+    assert model_config(fit_parser().parse_args(FIT)).shared_f_in is True
+    assert model_config(fit_parser().parse_args(FIT + ["--per-fibre-f-in"])).shared_f_in is False
