@@ -54,10 +54,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tolerance", type=float, default=20.0, help="match tolerance, degrees")
     p.add_argument("--fixed-diffusivities", action="store_true",
                    help="PRISM with the fixed constants instead of the data estimate")
+    p.add_argument("--per-fibre-f-in", action="store_true",
+                   help="PRISM with one f_in per fibre (the paper's model) instead of one per voxel")
     p.add_argument("--iters", type=int, default=None, help="PRISM iterations (default: the config's)")
     p.add_argument("--odffp-dictionary", type=int, default=20000, help="ODF-FP dictionary size")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--json", metavar="FILE", help="also write every row as JSON")
+    p.add_argument("--markdown", action="store_true",
+                   help="also print the README's short form: per cell PRISM / the best peer per column")
     p.add_argument("-v", "--verbose", action="store_true")
     return p
 
@@ -71,6 +75,8 @@ def run_prism(ph, args):
         changes["n_iter"] = args.iters
     if args.fixed_diffusivities:
         changes.update(estimate_diffusivities=False, fibre_selection="threshold")
+    if args.per_fibre_f_in:
+        changes["shared_f_in"] = False
     cfg = PrismConfig().replace(**changes)
     t0 = time.perf_counter()
     fit = PrismModel(ph.acquisition, cfg).fit(ph.signal, progress=args.verbose)
@@ -160,6 +166,51 @@ def acceptance(cell, rows, snr, scheme):
     return out
 
 
+def _angle(row: dict, angle: int) -> float:
+    """A row's error at one crossing angle (int keys in memory, str keys after JSON)."""
+    return row["angles"].get(angle, row["angles"].get(str(angle), float("nan")))
+
+
+SCHEME_LABEL = {"3shell": "3-shell", "hcp": "HCP", "clinical": "clinical", "single": "single"}
+
+
+def markdown_table(rows: list[dict], verdicts: list[dict]) -> str:
+    """The README's short form: one line per cell, each entry PRISM / the best peer in that
+    column (lowest error and FP1, highest F1; the best CSD on a single shell, as the floors)."""
+    head = ("| tissue | scheme | SNR | 1-fib | 30° | 45° | 60° | 90° | 3-fib | overall | FP1 % | F1 % "
+            "| floors |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    lines = [head]
+    cells = {}
+    for r in rows:
+        cells.setdefault((r["tissue"], r["scheme"], r["snr"]), []).append(r)
+    checks = {v["cell"]: v["checks"] for v in verdicts}
+    for (tissue, sch, snr), cell_rows in cells.items():
+        by = {r["method"]: r for r in cell_rows}
+        if "prism" not in by:
+            continue
+        p = by["prism"]
+        peers = [r for r in cell_rows if not r["method"].startswith("prism")]
+        if sch == "single":
+            peers = [r for r in peers if "csd" in r["method"] and "msmt" not in r["method"]] or peers
+        if not peers:
+            continue
+
+        def pair(get, best=min, fmt="{:.1f}"):
+            return f"{fmt.format(get(p))} / {fmt.format(best(get(r) for r in peers))}"
+
+        name = next((c for c in checks if c.startswith(f"{tissue} / {sch} (") and f"/ SNR {snr:g} /" in c), "")
+        failed = [f"{c[0].split(' ')[0]} {c[2]}" for c in checks.get(name, []) if not c[1]]
+        verdict = ("✓" if not failed else "✗ " + "; ".join(failed)) if checks.get(name) else "—"
+        tag = " [tuning]" if "[tuning]" in name else ""
+        lines.append("| " + " | ".join([
+            tissue, SCHEME_LABEL.get(sch, sch) + tag, f"{snr:g}", pair(lambda r: r["single"]),
+            *[pair(lambda r, a=a: _angle(r, a)) for a in (30, 45, 60, 90)],
+            pair(lambda r: r["three"]), pair(lambda r: r["overall"], fmt="{:.2f}"),
+            pair(lambda r: 100 * r["fp1"], fmt="{:.0f}"),
+            pair(lambda r: 100 * r["f1"], best=max), verdict]) + " |")
+    return "\n".join(lines)
+
+
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
@@ -224,6 +275,8 @@ def main(argv=None) -> int:
           f"MRtrix3 subprocesses not counted), load {os.getloadavg()[0]:.1f}; machine {platform.machine()} "
           f"threads={args.threads} torch={torch.__version__}. Timings on a shared machine are noisy.")
     print("command: python benchmarks/robustness.py " + " ".join(sys.argv[1:] if argv is None else argv))
+    if args.markdown:
+        print("\n" + markdown_table(all_rows, verdicts))
     if args.json:
         with open(args.json, "w") as fh:
             json.dump({"args": vars(args), "rows": all_rows, "verdicts": verdicts}, fh, indent=1,

@@ -128,8 +128,9 @@ def dice(a: np.ndarray, b: np.ndarray) -> float:
 
 # ------------------------------------------------------------------------------- methods
 
-#: The behaviour before data-driven diffusivities and evidence-based fibre selection.
-BEFORE = {"fibre_selection": "threshold", "estimate_diffusivities": False}
+#: The behaviour before data-driven diffusivities, evidence-based fibre selection and the
+#: voxel-wise shared f_in (issue 12): the paper's model as first built.
+BEFORE = {"fibre_selection": "threshold", "estimate_diffusivities": False, "shared_f_in": False}
 
 
 def run_prism(ph, args, seed: int, threads: int, changes: dict | None = None):
@@ -323,7 +324,7 @@ def main(argv=None) -> int:
             rec = run_before(args, seeds[0])
             rows.append(rec)
             e = rec["extra"]
-            print(f"  prism before (threshold selection, fixed diffusivities): {rec['seconds']:.1f} s wall, "
+            print(f"  prism before (threshold selection, fixed diffusivities, per-fibre f_in): {rec['seconds']:.1f} s wall, "
                   f"{e['cpu_seconds']:.0f} CPU s (load average {e['load_average_1min']:.1f})", flush=True)
         for name in methods:
             if name == "prism":
