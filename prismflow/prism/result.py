@@ -23,7 +23,8 @@ class PrismFit:
     s0 : (V,) — S0 in data units.
     fractions : (V, 3 + K) — [csf, gm, restricted, fibre_1..K] volume fractions.
     directions : (V, K, 3) — unit fibre directions sorted by fraction, z ≥ 0 hemisphere.
-    f_in : (V, K) — intra-axonal fraction per fibre.
+    f_in : (V, K) — intra-axonal fraction per fibre (one value repeated over a voxel's fibres
+        with ``PrismConfig.shared_f_in``, the default).
     predicted : (V, N) float32 — predicted signal (data units), calibration included.
     bias : (V,) — multiplicative bias field (1 when off).
     meas_scale, meas_offset : (S, N) — per-measurement log-scale a_n and offset c_n per slab.
