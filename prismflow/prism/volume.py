@@ -289,7 +289,8 @@ def stitch_volume(plan: VolumePlan, parts: list[PrismFit | None]) -> PrismFit:
         threads=plan.threads, mem_gb=plan.mem_gb, stitch_gib=plan.stitch_gib,
         warm_start=plan.warm_start, plan=plan.to_dict(),
         worker_peak_rss_gib=max(p.info.get("peak_rss_gib", 0.0) for p in used),
-        oom_splits=sum(p.info.get("oom_splits", 0) for p in used))
+        oom_splits=sum(p.info.get("oom_splits", 0) for p in used),
+        single_shell=next((p.info["single_shell"] for p in used if p.info.get("single_shell")), None))
     # what the evidence test cost and decided, summed over slabs (overlap voxels count twice)
     sel = [p.info["selection"] for p in used if p.info.get("selection")]
     if sel:

@@ -115,6 +115,8 @@ def StitchVolume(parts: list[File], plan: File, dwi: File, bval: File | None = N
     info = Path("info.json").absolute()
     info.write_text(json.dumps({"method": "prism", "config": fit.config, "seconds": fit.info["seconds"],
                                 "n_slabs": len(fit.info["slabs"]), "seed": fit.info["seed"],
-                                "device": fit.info["device"], "plan": fit.info["plan"]},
+                                "device": fit.info["device"], "plan": fit.info["plan"],
+                                "selection": fit.info.get("selection"),
+                                "single_shell": fit.info.get("single_shell")},
                                indent=2, default=str))
     return maps_dir, peaks, scanner, info

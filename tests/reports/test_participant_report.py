@@ -153,3 +153,32 @@ def test_page_escapes_text_and_lists_crash_reports(tmp_path):
                                 crash_reports=crashes, error="ValueError: boom")
     text = page.read_text()
     assert "did not finish" in text and "ValueError: boom" in text and "run1" in text
+
+
+def test_model_section_reports_what_was_estimated(tmp_path):
+    """The PRISM config recorded in info.json reaches the report: each diffusivity with its
+    source, the f_in rule and the evidence test's counts."""
+    from prismflow.prism.response import DiffusivityEstimate
+    from prismflow.prism.config import Diffusivities
+
+    inputs = _fake_series(tmp_path)
+    est = DiffusivityEstimate(Diffusivities(axial=1.56e-3, radial=0.49e-3),
+                              {"axial": "data (72 single-fibre voxels, 2 refinement rounds)",
+                               "radial": "data (72 single-fibre voxels, 2 refinement rounds)",
+                               "csf": "constant (only 0 CSF-like voxels)"})
+    cfg = PrismConfig().replace(diffusivities=est.diffusivities, diffusivity_source=est.summary())
+    (tmp_path / "info.json").write_text(json.dumps({
+        "n_slabs": 1, "seconds": 3.0, "config": cfg.to_dict(),
+        "selection": {"tested": [120, 9], "removed": [70, 1], "pooling": {"gained_fibres": 4}},
+        "single_shell": None}))
+    sections = build_sections(inputs, mosaic_slices=3)
+    ids = [s["id"] for s in sections]
+    assert ids[:4] == ["summary", "mask", "model", "tissue"]
+    rows = dict(map(tuple, sections[2]["items"][0]["rows"]))
+    assert rows["fibre D∥ (10⁻³ mm²/s)"] == "1.56 — data (72 single-fibre voxels, 2 refinement rounds)"
+    assert rows["fibre D⊥ (zeppelin) (10⁻³ mm²/s)"].startswith("0.49 — data")
+    assert rows["csf (10⁻³ mm²/s)"] == "3 — constant (only 0 CSF-like voxels)"
+    assert rows["intra-axonal fraction f_in"] == "one per voxel, shared by its fibres"
+    assert "BIC" in rows["fibres"] and "15°" in rows["fibres"]
+    assert rows["evidence test"].startswith("voxels tested per round 120, 9; fewer fibres chosen 70, 1")
+    assert "pooling 4" in rows["evidence test"]
