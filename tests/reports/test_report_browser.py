@@ -20,8 +20,8 @@ from prismflow.reports.browser import check_page, find_chromium, screenshot
 pytestmark = pytest.mark.integration
 
 REPO = Path(__file__).resolve().parents[2]
-PARTICIPANT_SECTIONS = ["summary", "run", "mask", "tissue", "nfibres", "dec", "crossings",
-                        "quality", "tracking", "connectome", "methods", "errors"]
+PARTICIPANT_SECTIONS = ["summary", "run", "mask", "model", "tissue", "nfibres", "dec",
+                        "crossings", "quality", "tracking", "connectome", "methods", "errors"]
 
 
 @pytest.fixture(scope="module")
