@@ -136,6 +136,15 @@ def print_cell(cell, rows):
             print(f"  {r['method']} diffusivities: {r['info']['diffusivities']}")
 
 
+def floor_peers(rows: list[dict], scheme: str) -> list[dict]:
+    """The peers a cell's PRISM row is judged against: every peer, or on a single shell the
+    single-tissue CSDs (the issue's single-shell floor) when any ran."""
+    peers = [r for r in rows if not r["method"].startswith("prism")]
+    if scheme == "single":
+        return [r for r in peers if "csd" in r["method"] and "msmt" not in r["method"]] or peers
+    return peers
+
+
 def acceptance(cell, rows, snr, scheme):
     """The issue's floors for one cell → list of (check, passed, detail)."""
     by = {r["method"]: r for r in rows}
@@ -147,8 +156,7 @@ def acceptance(cell, rows, snr, scheme):
         return []
     out = [("FP1 <= 5%", p["fp1"] <= 0.05, f"{100 * p['fp1']:.0f}%")]
     if scheme == "single":
-        csd = [r for r in peers if "csd" in r["method"] and "msmt" not in r["method"]] or peers
-        best = min(r["single"] for r in csd)
+        best = min(r["single"] for r in floor_peers(rows, scheme))
         out.append(("1-fib <= best CSD + 0.5", p["single"] <= best + 0.5,
                     f"{p['single']:.2f} vs {best:.2f}"))
         return out
@@ -189,9 +197,7 @@ def markdown_table(rows: list[dict], verdicts: list[dict]) -> str:
         if "prism" not in by:
             continue
         p = by["prism"]
-        peers = [r for r in cell_rows if not r["method"].startswith("prism")]
-        if sch == "single":
-            peers = [r for r in peers if "csd" in r["method"] and "msmt" not in r["method"]] or peers
+        peers = floor_peers(cell_rows, sch)
         if not peers:
             continue
 
