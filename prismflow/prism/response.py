@@ -61,6 +61,17 @@ class DiffusivityEstimate:
         d = asdict(self.diffusivities)
         return "; ".join(f"{k} {d[k]:.4g} mm2/s: {self.sources.get(k, '?')}" for k in d)
 
+    @staticmethod
+    def sources_from_summary(summary: str) -> dict:
+        """{compartment: source} read back from a :meth:`summary` line (as recorded in a config's
+        ``diffusivity_source``); compartments the line does not name are left out."""
+        sources = {}
+        for part in str(summary or "").split("; "):
+            name, sep, rest = part.partition(" ")
+            if sep and ": " in rest:
+                sources[name] = rest.split(": ", 1)[1]
+        return sources
+
     def to_dict(self) -> dict:
         """JSON-serialisable record for sidecars."""
         return {"diffusivities": asdict(self.diffusivities), "sources": dict(self.sources),

@@ -267,12 +267,10 @@ def build_sections(inp: ParticipantInputs, *, mosaic_slices: int = 6) -> list[di
 def diffusivity_rows(config: dict) -> list[tuple[str, str, str]]:
     """(compartment, value in 10⁻³ mm²/s, where it came from) for each diffusivity of a PRISM
     config: the estimate's one-line record (``diffusivity_source``) when the data were used."""
+    from prismflow.prism.response import DiffusivityEstimate
+
     values = config.get("diffusivities", {})
-    sources = {}
-    for part in str(config.get("diffusivity_source") or "").split("; "):
-        name, sep, rest = part.partition(" ")
-        if sep and ": " in rest:
-            sources[name] = rest.split(": ", 1)[1]
+    sources = DiffusivityEstimate.sources_from_summary(config.get("diffusivity_source"))
     fallback = "given" if config.get("diffusivity_source") == "given" else "constant (PrismConfig)"
     label = {"axial": "fibre D∥", "radial": "fibre D⊥ (zeppelin)"}
     return [(label.get(k, k), f"{1e3 * float(v):.3g}", sources.get(k, fallback))
