@@ -197,6 +197,20 @@ def _refit_own_diffusivities(raw: dict, offset: torch.Tensor, at: AcquisitionTen
     return out
 
 
+def sse_with_voxel_diffusivities(raw: dict, offset: torch.Tensor, at: AcquisitionTensors,
+                                 y: torch.Tensor, *, axial: float, radial: float,
+                                 n_iter: int = 300, lr: float = 0.02) -> torch.Tensor:
+    """(V,) sum of squared residuals after fitting each voxel with its own D∥, D⊥.
+
+    The evidence test's alternative as a library call: the raw parameters (``s0_raw`` (V,),
+    ``logits`` (V, 3+K), ``dirs_raw`` (V, K, 3), ``fin_raw`` (V, K) or (V, 1)) are the start,
+    fibres whose ``offset`` (V, 3+K) holds :data:`OFF_LOGIT` stay off, and D∥, D⊥ (mm²/s) move
+    within ×e^(±0.4) and ×e^(±0.7) of ``axial``, ``radial`` (``at`` must be built with them).
+    y : (V, N) b0-normalised signal. Used by ``benchmarks/evidence.py``.
+    """
+    return _refit_own_diffusivities(raw, offset, at, y, axial, radial, n_iter, lr)
+
+
 def _own_diffusivities(axial: float, radial: float, a_raw: torch.Tensor,
                        r_raw: torch.Tensor) -> torch.Tensor:
     """(V, 2) voxel-wise [D∥, D⊥] within the bounds around the volume's (D⊥ ≤ D∥), mm²/s."""

@@ -1,0 +1,156 @@
+#!/usr/bin/env python
+"""How much evidence a voxel carries for its second fibre: the limit of any count rule.
+
+PRISM keeps a fibre when it lowers the voxel's squared residual by more than an information
+criterion's price (``prismflow.prism.selection``). This benchmark asks how much a second fibre
+*can* lower it, independently of PRISM's fit and of its count rule: every voxel of a phantom is
+fitted twice with PRISM's family at its most flexible (own bounded D∥ and D⊥ per voxel, one
+f_in, the isotropic pools), with one and with two fibres, both started at the true directions,
+300 Rprop iterations. The gain G = (SSE₁ − SSE₂)/σ² is printed per crossing angle
+
+- noise-free (σ = the true noise level, the signal without noise): G₀, the evidence the
+  tissue and scheme hold; with noise G is spread around G₀ + the parameters' chi-square;
+- with noise (σ estimated from the b=0 volumes, as PRISM does): median, and the share of
+  voxels where G exceeds the price of a fibre, 4 c(N) with BIC's c = ln N and Akaike's c = 2.
+
+Single-fibre voxels give the null: the second fibre starts 30° off the true one. Where a
+crossing's G sits below the price, no rule with that price resolves it on a single voxel
+without the same price failing on the null; only the spatial pooling (neighbours that see
+the same fibres) can add evidence, and the robustness matrix's voxels have no neighbours.
+
+The phantoms are dipy multi-tensor voxels (``prismflow.phantoms.multitensor``), or with
+``--tissue crossing`` the crossing benchmark's phantom (``benchmarks/crossing.py``).
+
+    python benchmarks/evidence.py --tissue slow --scheme 3shell --snr 20
+    python benchmarks/evidence.py --tissue crossing --snr 30 --n 100
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+
+import numpy as np
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--tissue", default="random",
+                   help="random, slow, model-like (dipy multi-tensor) or crossing (default: random)")
+    p.add_argument("--scheme", default="3shell", help="3shell, hcp, clinical or single (not with crossing)")
+    p.add_argument("--snr", type=float, default=30.0, help="b0 SNR of the Rician noise (default: 30)")
+    p.add_argument("--n", type=int, default=40, help="voxels per crossing angle; 2n single (default: 40)")
+    p.add_argument("--seed", type=int, default=0, help="phantom seed (default: 0)")
+    p.add_argument("--iters", type=int, default=300, help="Rprop iterations per fit (default: 300)")
+    p.add_argument("--json", metavar="FILE", help="also write the per-angle figures as JSON")
+    return p
+
+
+def make_phantom(args):
+    """(phantom, its centre diffusivities (D∥, D⊥) mm²/s) of the requested cell."""
+    if args.tissue == "crossing":
+        from prismflow.phantoms.crossing import make_crossing_phantom
+        ph = make_crossing_phantom(snr=args.snr, n_per_angle=args.n, n_single=2 * args.n, seed=args.seed)
+        return ph, (1.7e-3, 0.2e-3)
+    from prismflow.phantoms.multitensor import make_multitensor_phantom, scheme
+    ph = make_multitensor_phantom(scheme(args.scheme, seed=args.seed), args.tissue, snr=args.snr,
+                                  n_single=2 * args.n, n_per_angle=args.n, n_three=0, seed=args.seed)
+    par, perp, _ = ph.mean_evals
+    return ph, (par, perp)
+
+
+def starts(ph, rng):
+    """(V, 2, 3) start directions: the two largest true fibres; for single fibres the second
+    30° off the first in a random plane."""
+    from prismflow.phantoms.crossing import second_fibre
+
+    order = np.argsort(-ph.fibre_fractions, axis=1)[:, :2]
+    dirs = np.take_along_axis(ph.true_dirs, order[..., None], axis=1)
+    single = ph.n_fibres == 1
+    dirs[single, 1] = second_fibre(dirs[single, 0], np.full(int(single.sum()), 30.0), rng)
+    return dirs
+
+
+def fit_gain(signal, dirs, acq, centre, sigma, iters):
+    """(V,) (SSE₁ − SSE₂)/σ² for b0-normalised ``signal`` (V, N), both fits from ``dirs``."""
+    import torch
+
+    from prismflow.prism.config import Diffusivities
+    from prismflow.prism.model import AcquisitionTensors
+    from prismflow.prism.selection import OFF_LOGIT, sse_with_voxel_diffusivities
+
+    v = signal.shape[0]
+    at = AcquisitionTensors(acq, Diffusivities(axial=centre[0], radial=centre[1]), dtype=torch.float64)
+    y = torch.as_tensor(signal, dtype=torch.float64)
+    raw = {"s0_raw": torch.full((v,), math.log(math.e - 1.0), dtype=torch.float64),  # S0 = 1
+           "logits": torch.tensor([-1.5, -1.5, -1.5, 0.0, 0.0], dtype=torch.float64).repeat(v, 1),
+           "dirs_raw": torch.as_tensor(dirs, dtype=torch.float64),
+           "fin_raw": torch.zeros(v, 1, dtype=torch.float64)}
+    sse = {}
+    for k in (1, 2):
+        offset = torch.zeros(v, 5, dtype=torch.float64)
+        if k == 1:
+            offset[:, 4] = OFF_LOGIT
+        sse[k] = sse_with_voxel_diffusivities(raw, offset, at, y, axial=centre[0], radial=centre[1],
+                                              n_iter=iters).numpy()
+    return (sse[1] - sse[2]) / sigma ** 2
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    import torch
+
+    from prismflow.prism.noise import b0_noise_sigma
+
+    torch.set_num_threads(1)
+    t0 = time.perf_counter()
+    ph, centre = make_phantom(args)
+    acq = ph.acquisition
+    b0 = np.asarray(acq.bvals) < 50
+    norm = ph.signal[:, b0].mean(1, keepdims=True)
+    y = ph.signal / norm
+    sigma = b0_noise_sigma(y[:, b0])
+    dirs = starts(ph, np.random.default_rng(args.seed + 1))
+    gain = fit_gain(y, dirs, acq, centre, sigma, args.iters)
+    gain0 = fit_gain(ph.clean / ph.s0, dirs, acq, centre, ph.s0 / args.snr / ph.s0, args.iters)
+    n_meas = len(acq)
+    prices = {"BIC": 4 * math.log(n_meas), "AIC": 4 * 2.0}
+    group = np.where(ph.n_fibres == 1, 0, np.round(ph.angle_deg).astype(int))
+    cell = args.tissue if args.tissue == "crossing" else f"{args.tissue} / {args.scheme}"
+    print(f"cell {cell} / SNR {args.snr:g} / seed {args.seed}: {ph.signal.shape[0]} voxels x {n_meas} "
+          f"measurements, sigma {sigma:.4g} of b0 (true {1 / args.snr:.4g}); centre D "
+          f"{centre[0] * 1e3:.2f} / {centre[1] * 1e3:.2f} e-3 mm^2/s")
+    print(f"price of a fibre (4 parameters): BIC 4 ln N = {prices['BIC']:.1f}, AIC 4 x 2 = {prices['AIC']:.1f} "
+          f"(sigma^2 units)")
+    print(f"{'angle':>6} {'n':>4} {'G0 median':>10} {'G0 10-90 %':>14} {'G median':>9} "
+          f"{'G > BIC':>8} {'G > AIC':>8}")
+    rows = []
+    for g in sorted(set(group.tolist())):
+        m = group == g
+        row = {"angle_deg": g, "n": int(m.sum()),
+               "noise_free_median": float(np.median(gain0[m])),
+               "noise_free_p10": float(np.quantile(gain0[m], 0.1)),
+               "noise_free_p90": float(np.quantile(gain0[m], 0.9)),
+               "median": float(np.median(gain[m])),
+               "above_bic": float(np.mean(gain[m] > prices["BIC"])),
+               "above_aic": float(np.mean(gain[m] > prices["AIC"]))}
+        rows.append(row)
+        label = "single" if g == 0 else f"{g}"
+        print(f"{label:>6} {row['n']:4d} {row['noise_free_median']:10.1f} "
+              f"{row['noise_free_p10']:6.1f}-{row['noise_free_p90']:<7.1f} {row['median']:9.1f} "
+              f"{100 * row['above_bic']:7.1f}% {100 * row['above_aic']:7.1f}%")
+    seconds = time.perf_counter() - t0
+    print(f"{seconds:.0f} s wall")
+    print("command: python benchmarks/evidence.py " + " ".join(sys.argv[1:] if argv is None else argv))
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump({"cell": cell, "snr": args.snr, "seed": args.seed, "n_measurements": n_meas,
+                       "sigma": sigma, "prices": prices, "rows": rows, "seconds": seconds}, fh, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
