@@ -1,1 +1,1 @@
-"""Metrics: fibre peak scores (angular error, recall, F1), Chamfer distances."""
+"""Metrics: fibre peak scores (angular error, recall, F1), Chamfer distances, paired differences."""
