@@ -1,12 +1,14 @@
-"""Regenerate the README's report screenshots (docs/img/report-participant.png, report-group.png).
+"""Regenerate the README's report screenshots (docs/img/report-participant.png, report-model.png,
+report-group.png).
 
     python docs/screenshots.py                 # builds the example, runs both levels, shoots
     python docs/screenshots.py --out prismflow_out   # reuse outputs of the README's command
 
 Runs the bundled synthetic example through ``prismflow … participant`` and ``… group`` (unless
 ``--out`` names existing outputs), opens ``sub-01.html`` and ``group/report.html`` in headless
-Chromium and writes small PNGs (top of each page, 1280 CSS px wide, scaled to 900 px, 128-colour
-palette, < 300 KB each). Needs Chromium (``apt-get install chromium``).
+Chromium and writes small PNGs (top of each page, and the participant report's "PRISM model"
+section alone under the page header; 1280 CSS px wide, scaled to 900 px, 128-colour palette,
+< 300 KB each). Needs Chromium (``apt-get install chromium``).
 """
 
 from __future__ import annotations
@@ -52,9 +54,10 @@ def main(argv=None) -> int:
             subprocess.run(["prismflow", str(data / "synthetic"), str(out), level, "-q",
                             "-w", str(tmp / "work")], check=True)
     args.dest.mkdir(parents=True, exist_ok=True)
-    for page, name, height in ((out / "sub-01.html", "report-participant.png", 1500),
-                               (out / "group" / "report.html", "report-group.png", 1300)):
-        raw = screenshot(page, tmp / name, width=1280, height=height)
+    for page, name, height, section in ((out / "sub-01.html", "report-participant.png", 1500, None),
+                                        (out / "sub-01.html", "report-model.png", 560, "model"),
+                                        (out / "group" / "report.html", "report-group.png", 1300, None)):
+        raw = screenshot(page, tmp / name, width=1280, height=height, section=section)
         dest = shrink(raw, args.dest / name)
         print(f"{dest} ({dest.stat().st_size / 1024:.0f} KB) from {page}")
     return 0

@@ -69,15 +69,33 @@ def _run(exe: str, args: list[str], timeout: float) -> subprocess.CompletedProce
                               capture_output=True, text=True, timeout=timeout)
 
 
+def only_section(text: str, section_id: str) -> str:
+    """A report page's HTML with every ``<section>`` but ``section_id`` hidden (header and
+    navigation stay), so that a screenshot of the top of the page shows that section."""
+    if f'<section id="{section_id}"' not in text:
+        raise ValueError(f"the page has no section {section_id!r}")
+    style = f"<style>section:not(#{section_id}){{display:none !important}}</style>"
+    return text.replace("</head>", style + "</head>", 1)
+
+
 def screenshot(page: str | Path, png: str | Path, *, width: int = 1280, height: int = 900,
-               exe: str | None = None, timeout: float = 120) -> Path:
-    """Screenshot of the top ``width`` × ``height`` CSS pixels of ``page``."""
+               section: str | None = None, exe: str | None = None, timeout: float = 120) -> Path:
+    """Screenshot of the top ``width`` × ``height`` CSS pixels of ``page``; with ``section``
+    (a section id, e.g. ``"model"``) of the page showing only that section under its header."""
     exe = exe or find_chromium()
     if exe is None:
         raise FileNotFoundError("chromium not found on PATH")
     png = Path(png).absolute()
-    proc = _run(exe, [f"--screenshot={png}", f"--window-size={width},{height}",
-                      "--virtual-time-budget=10000", Path(page).absolute().as_uri()], timeout)
+    shown = Path(page)
+    if section is not None:
+        shown = shown.with_name(f".shot-{section}-{shown.name}")
+        shown.write_text(only_section(Path(page).read_text(encoding="utf-8"), section), encoding="utf-8")
+    try:
+        proc = _run(exe, [f"--screenshot={png}", f"--window-size={width},{height}",
+                          "--virtual-time-budget=10000", shown.absolute().as_uri()], timeout)
+    finally:
+        if section is not None:
+            shown.unlink(missing_ok=True)
     if not png.is_file():
         raise RuntimeError(f"chromium wrote no screenshot ({proc.returncode}): "
                            f"{proc.stderr.strip()[-500:]}")

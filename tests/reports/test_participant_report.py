@@ -182,3 +182,16 @@ def test_model_section_reports_what_was_estimated(tmp_path):
     assert "BIC" in rows["fibres"] and "15°" in rows["fibres"]
     assert rows["evidence test"].startswith("voxels tested per round 120, 9; fewer fibres chosen 70, 1")
     assert "pooling 4" in rows["evidence test"]
+
+
+def test_only_section_hides_every_other_section_and_refuses_an_unknown_one():
+    from prismflow.reports.browser import only_section
+
+    page = ("<html><head><title>r</title></head><body><header>h</header>"
+            '<section id="summary">a</section><section id="model">b</section></body></html>')
+    shown = only_section(page, "model")
+    assert "section:not(#model){display:none !important}" in shown
+    assert shown.index("<style>") < shown.index("</head>")       # applies before the body renders
+    assert shown.replace(shown[shown.index("<style>"):shown.index("</style>") + 8], "") == page
+    with pytest.raises(ValueError, match="no section 'fit'"):
+        only_section(page, "fit")

@@ -94,6 +94,15 @@ def test_participant_report_renders(outputs, chromium, tmp_path, capsys):
     assert by_section["quality"] >= 5
     png = screenshot(page, _artefacts(tmp_path) / "sub-01.png", height=4000, exe=chromium)
     assert _non_blank(png) > 50
+    # one section alone (the README's model screenshot): its table at the top, and below it
+    # only the page background where the full page shows figures
+    from PIL import Image
+
+    model = screenshot(page, _artefacts(tmp_path) / "sub-01-model.png", height=1200,
+                       section="model", exe=chromium)
+    assert not (outputs / ".shot-model-sub-01.html").exists()       # the probe page is removed
+    px = np.asarray(Image.open(model).convert("RGB"))
+    assert len(np.unique((px[900:] >> 4).reshape(-1, 3), axis=0)) <= 3 < _non_blank(model)
     with capsys.disabled():
         print(f"\nCI artefact: participant report screenshot {png}")
 
