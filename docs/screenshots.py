@@ -53,6 +53,11 @@ def main(argv=None) -> int:
         for level in ("participant", "group"):
             subprocess.run(["prismflow", str(data / "synthetic"), str(out), level, "-q",
                             "-w", str(tmp / "work")], check=True)
+    missing = [p for p in (out / "sub-01.html", out / "group" / "report.html") if not p.is_file()]
+    if missing:
+        print(f"screenshots: {missing[0]} not found (run the participant and group levels into "
+              f"{out} first, or leave out --out)", file=sys.stderr)
+        return 1
     args.dest.mkdir(parents=True, exist_ok=True)
     for page, name, height, section in ((out / "sub-01.html", "report-participant.png", 1500, None),
                                         (out / "sub-01.html", "report-model.png", 560, "model"),
