@@ -30,6 +30,7 @@ The phantoms are dipy multi-tensor voxels (``prismflow.phantoms.multitensor``), 
 
     python benchmarks/evidence.py --tissue slow --scheme 3shell --snr 20
     python benchmarks/evidence.py --tissue crossing --snr 30 --n 100
+    python benchmarks/evidence.py --tissue random --bval dwi.bval --bvec dwi.bvec --snr 20   # your scheme
 """
 
 from __future__ import annotations
@@ -48,6 +49,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tissue", default="random",
                    help="random, slow, model-like (dipy multi-tensor) or crossing (default: random)")
     p.add_argument("--scheme", default="3shell", help="3shell, hcp, clinical or single (not with crossing)")
+    p.add_argument("--bval", metavar="FILE", help="with --bvec: your own scheme (FSL text files) "
+                                                   "instead of --scheme, to ask what it can resolve")
+    p.add_argument("--bvec", metavar="FILE", help="see --bval")
     p.add_argument("--snr", type=float, default=30.0, help="b0 SNR of the Rician noise (default: 30)")
     p.add_argument("--n", type=int, default=40, help="voxels per crossing angle; 2n single (default: 40)")
     p.add_argument("--seed", type=int, default=0, help="phantom seed (default: 0)")
@@ -63,7 +67,16 @@ def make_phantom(args):
         ph = make_crossing_phantom(snr=args.snr, n_per_angle=args.n, n_single=2 * args.n, seed=args.seed)
         return ph, (1.7e-3, 0.2e-3)
     from prismflow.phantoms.multitensor import make_multitensor_phantom, scheme
-    ph = make_multitensor_phantom(scheme(args.scheme, seed=args.seed), args.tissue, snr=args.snr,
+    if args.bval:
+        from prismflow.io.gradients import read_bval_bvec
+        acq = read_bval_bvec(args.bval, args.bvec)
+        if int(acq.b0_mask.sum()) < 2:
+            from prismflow.io.errors import InputError
+            raise InputError(f"{args.bval}: the noise level is estimated from repeated b=0 volumes; "
+                             f"this scheme has {int(acq.b0_mask.sum())}, add at least two")
+    else:
+        acq = scheme(args.scheme, seed=args.seed)
+    ph = make_multitensor_phantom(acq, args.tissue, snr=args.snr,
                                   n_single=2 * args.n, n_per_angle=args.n, n_three=0, seed=args.seed)
     par, perp, _ = ph.mean_evals
     return ph, (par, perp)
@@ -108,6 +121,20 @@ def fit_gain(signal, dirs, acq, centre, sigma, iters):
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
+    if bool(args.bval) != bool(args.bvec) or (args.bval and args.tissue == "crossing"):
+        print("evidence: --bval and --bvec go together, with a multi-tensor --tissue", file=sys.stderr)
+        return 2
+    from prismflow.io.errors import InputError
+
+    try:
+        return run(args, argv)
+    except InputError as err:
+        print(f"evidence: {err}", file=sys.stderr)
+        return 1
+
+
+def run(args, argv) -> int:
+    """The benchmark proper (see the module docstring)."""
     import torch
 
     from prismflow.prism.noise import b0_noise_sigma
@@ -126,7 +153,8 @@ def main(argv=None) -> int:
     n_meas = len(acq)
     prices = {"PRISM": 2 * math.log(n_meas), "BIC": 4 * math.log(n_meas), "AIC": 4 * 2.0}
     group = np.where(ph.n_fibres == 1, 0, np.round(ph.angle_deg).astype(int))
-    cell = args.tissue if args.tissue == "crossing" else f"{args.tissue} / {args.scheme}"
+    cell = (args.tissue if args.tissue == "crossing"
+            else f"{args.tissue} / {args.bval if args.bval else args.scheme}")
     print(f"cell {cell} / SNR {args.snr:g} / seed {args.seed}: {ph.signal.shape[0]} voxels x {n_meas} "
           f"measurements, sigma {sigma:.4g} of b0 (true {1 / args.snr:.4g}); centre D "
           f"{centre[0] * 1e3:.2f} / {centre[1] * 1e3:.2f} e-3 mm^2/s")
