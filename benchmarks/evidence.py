@@ -21,9 +21,9 @@ one fibre loses at least one true fibre, so recall ≤ 1 − (crossings below th
 fibres).
 
 Single-fibre voxels give the null: the second fibre starts 30° off the true one. Where a
-crossing's G sits below the price, no rule with that price resolves it on a single voxel
-without the same price failing on the null; only the spatial pooling (neighbours that see
-the same fibres) can add evidence, and the robustness matrix's voxels have no neighbours.
+crossing's G sits below the price, no rule charging that price keeps its second fibre on a
+single voxel, and a lower price is paid for on the null; only spatial pooling (neighbours that
+see the same fibres) adds evidence, and the robustness matrix's voxels have no neighbours.
 
 The phantoms are dipy multi-tensor voxels (``prismflow.phantoms.multitensor``), or with
 ``--tissue crossing`` the crossing benchmark's phantom (``benchmarks/crossing.py``).
@@ -121,6 +121,9 @@ def fit_gain(signal, dirs, acq, centre, sigma, iters):
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
+    if not args.snr > 0 or args.n < 1 or args.iters < 1:
+        print("evidence: --snr, --n and --iters must be positive", file=sys.stderr)
+        return 2
     if bool(args.bval) != bool(args.bvec) or (args.bval and args.tissue == "crossing"):
         print("evidence: --bval and --bvec go together, with a multi-tensor --tissue", file=sys.stderr)
         return 2
@@ -143,13 +146,13 @@ def run(args, argv) -> int:
     t0 = time.perf_counter()
     ph, centre = make_phantom(args)
     acq = ph.acquisition
-    b0 = np.asarray(acq.bvals) < 50
+    b0 = np.asarray(acq.b0_mask)
     norm = ph.signal[:, b0].mean(1, keepdims=True)
     y = ph.signal / norm
     sigma = b0_noise_sigma(y[:, b0])
     dirs = starts(ph, np.random.default_rng(args.seed + 1))
     gain = fit_gain(y, dirs, acq, centre, sigma, args.iters)
-    gain0 = fit_gain(ph.clean / ph.s0, dirs, acq, centre, ph.s0 / args.snr / ph.s0, args.iters)
+    gain0 = fit_gain(ph.clean / ph.s0, dirs, acq, centre, 1.0 / args.snr, args.iters)
     n_meas = len(acq)
     prices = {"PRISM": 2 * math.log(n_meas), "BIC": 4 * math.log(n_meas), "AIC": 4 * 2.0}
     group = np.where(ph.n_fibres == 1, 0, np.round(ph.angle_deg).astype(int))
