@@ -1,12 +1,14 @@
 #!/usr/bin/env python
-"""How much evidence a voxel carries for its second fibre: the limit of any count rule.
+"""How much evidence a voxel carries for its last fibre: the limit of any count rule.
 
 PRISM keeps a fibre when it lowers the voxel's squared residual by more than an information
 criterion's price (``prismflow.prism.selection``). This benchmark asks how much a second fibre
 *can* lower it, independently of PRISM's fit and of its count rule: every voxel of a phantom is
 fitted twice with PRISM's family at its most flexible (own bounded D∥ and D⊥ per voxel, one
-f_in, the isotropic pools), with one and with two fibres, both started at the true directions,
-300 Rprop iterations. The gain G = (SSE₁ − SSE₂)/σ² is printed per crossing angle
+f_in, the isotropic pools), with as many fibres as it has and with one fewer (the weakest
+left out), both started at the true directions, 300 Rprop iterations. The gain G =
+(SSE_{k−1} − SSE_k)/σ² is printed per crossing angle and for three-fibre voxels (third fibre
+20–35 %; ``--three``)
 
 - noise-free (σ = the true noise level, the signal without noise): G₀, the evidence the
   tissue and scheme hold; with noise G is spread around G₀ + the parameters' chi-square;
@@ -16,9 +18,9 @@ f_in, the isotropic pools), with one and with two fibres, both started at the tr
   SSE₂,volume D is at most G, so this share bounds what its rule keeps, given converged fits),
   BIC with both models on voxel-wise D (4 ln N) and Akaike's price (4 × 2).
 
-From the shares follows a bound on recall (one-to-one matches): a two-fibre voxel reported with
-one fibre loses at least one true fibre, so recall ≤ 1 − (crossings below the price) / (true
-fibres).
+From the shares follows a bound on recall (one-to-one matches): a voxel reported with one fibre
+fewer than it has loses at least one true fibre, so recall ≤ 1 − (voxels below the price) /
+(true fibres).
 
 Single-fibre voxels give the null: the second fibre starts 30° off the true one. Where a
 crossing's G sits below the price, no rule charging that price keeps its second fibre on a
@@ -29,6 +31,7 @@ The phantoms are dipy multi-tensor voxels (``prismflow.phantoms.multitensor``), 
 ``--tissue crossing`` the crossing benchmark's phantom (``benchmarks/crossing.py``).
 
     python benchmarks/evidence.py --tissue slow --scheme 3shell --snr 20
+    python benchmarks/evidence.py --tissue slow --scheme clinical --snr 20 --three
     python benchmarks/evidence.py --tissue crossing --snr 30 --n 100
     python benchmarks/evidence.py --tissue random --bval dwi.bval --bvec dwi.bvec --snr 20   # your scheme
 """
@@ -56,6 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n", type=int, default=40, help="voxels per crossing angle; 2n single (default: 40)")
     p.add_argument("--seed", type=int, default=0, help="phantom seed (default: 0)")
     p.add_argument("--iters", type=int, default=300, help="Rprop iterations per fit (default: 300)")
+    p.add_argument("--three", action="store_true", help="also n three-fibre voxels (multi-tensor tissues)")
     p.add_argument("--json", metavar="FILE", help="also write the per-angle figures as JSON")
     return p
 
@@ -77,25 +81,27 @@ def make_phantom(args):
     else:
         acq = scheme(args.scheme, seed=args.seed)
     ph = make_multitensor_phantom(acq, args.tissue, snr=args.snr,
-                                  n_single=2 * args.n, n_per_angle=args.n, n_three=0, seed=args.seed)
+                                  n_single=2 * args.n, n_per_angle=args.n,
+                                  n_three=args.n if args.three else 0, seed=args.seed)
     par, perp, _ = ph.mean_evals
     return ph, (par, perp)
 
 
 def starts(ph, rng):
-    """(V, 2, 3) start directions: the two largest true fibres; for single fibres the second
-    30° off the first in a random plane."""
+    """(V, 3, 3) start directions: the true fibres, largest fraction first; for single fibres
+    the second 30° off the first in a random plane (the null: a fibre that is not there)."""
     from prismflow.phantoms.crossing import second_fibre
 
-    order = np.argsort(-ph.fibre_fractions, axis=1)[:, :2]
+    order = np.argsort(-ph.fibre_fractions, axis=1)
     dirs = np.take_along_axis(ph.true_dirs, order[..., None], axis=1)
     single = ph.n_fibres == 1
     dirs[single, 1] = second_fibre(dirs[single, 0], np.full(int(single.sum()), 30.0), rng)
     return dirs
 
 
-def fit_gain(signal, dirs, acq, centre, sigma, iters):
-    """(V,) (SSE₁ − SSE₂)/σ² for b0-normalised ``signal`` (V, N), both fits from ``dirs``."""
+def fit_gain(signal, dirs, k, acq, centre, sigma, iters):
+    """(V,) (SSE_{k−1} − SSE_k)/σ² for b0-normalised ``signal`` (V, N): k and k − 1 fibres
+    (the k-th of ``dirs`` (V, ≥ k, 3) left out), both fits started at ``dirs``."""
     import torch
 
     from prismflow.prism.config import Diffusivities
@@ -106,17 +112,16 @@ def fit_gain(signal, dirs, acq, centre, sigma, iters):
     at = AcquisitionTensors(acq, Diffusivities(axial=centre[0], radial=centre[1]), dtype=torch.float64)
     y = torch.as_tensor(signal, dtype=torch.float64)
     raw = {"s0_raw": torch.full((v,), math.log(math.e - 1.0), dtype=torch.float64),  # S0 = 1
-           "logits": torch.tensor([-1.5, -1.5, -1.5, 0.0, 0.0], dtype=torch.float64).repeat(v, 1),
-           "dirs_raw": torch.as_tensor(dirs, dtype=torch.float64),
+           "logits": torch.tensor([-1.5] * 3 + [0.0] * k, dtype=torch.float64).repeat(v, 1),
+           "dirs_raw": torch.as_tensor(np.asarray(dirs)[:, :k], dtype=torch.float64),
            "fin_raw": torch.zeros(v, 1, dtype=torch.float64)}
     sse = {}
-    for k in (1, 2):
-        offset = torch.zeros(v, 5, dtype=torch.float64)
-        if k == 1:
-            offset[:, 4] = OFF_LOGIT
-        sse[k] = sse_with_voxel_diffusivities(raw, offset, at, y, axial=centre[0], radial=centre[1],
-                                              n_iter=iters).numpy()
-    return (sse[1] - sse[2]) / sigma ** 2
+    for kk in (k - 1, k):
+        offset = torch.zeros(v, 3 + k, dtype=torch.float64)
+        offset[:, 3 + kk:] = OFF_LOGIT
+        sse[kk] = sse_with_voxel_diffusivities(raw, offset, at, y, axial=centre[0], radial=centre[1],
+                                               n_iter=iters).numpy()
+    return (sse[k - 1] - sse[k]) / sigma ** 2
 
 
 def main(argv=None) -> int:
@@ -151,11 +156,16 @@ def run(args, argv) -> int:
     y = ph.signal / norm
     sigma = b0_noise_sigma(y[:, b0])
     dirs = starts(ph, np.random.default_rng(args.seed + 1))
-    gain = fit_gain(y, dirs, acq, centre, sigma, args.iters)
-    gain0 = fit_gain(ph.clean / ph.s0, dirs, acq, centre, 1.0 / args.snr, args.iters)
+    # k = the fibres tested: 2 for single (the null) and two-fibre voxels, 3 for three-fibre ones
+    k_of = np.maximum(ph.n_fibres, 2)
+    gain, gain0 = np.empty(len(k_of)), np.empty(len(k_of))
+    for k in np.unique(k_of).tolist():
+        m = k_of == k
+        gain[m] = fit_gain(y[m], dirs[m], k, acq, centre, sigma, args.iters)
+        gain0[m] = fit_gain(ph.clean[m] / ph.s0, dirs[m], k, acq, centre, 1.0 / args.snr, args.iters)
     n_meas = len(acq)
     prices = {"PRISM": 2 * math.log(n_meas), "BIC": 4 * math.log(n_meas), "AIC": 4 * 2.0}
-    group = np.where(ph.n_fibres == 1, 0, np.round(ph.angle_deg).astype(int))
+    group = np.where(ph.n_fibres == 1, 0, np.round(ph.angle_deg).astype(int))   # −1: three fibres
     cell = (args.tissue if args.tissue == "crossing"
             else f"{args.tissue} / {args.bval if args.bval else args.scheme}")
     print(f"cell {cell} / SNR {args.snr:g} / seed {args.seed}: {ph.signal.shape[0]} voxels x {n_meas} "
@@ -175,12 +185,12 @@ def run(args, argv) -> int:
                "median": float(np.median(gain[m])),
                **{f"above_{k.lower()}": float(np.mean(gain[m] > v)) for k, v in prices.items()}}
         rows.append(row)
-        label = "single" if g == 0 else f"{g}"
+        label = {0: "single", -1: "3-fib"}.get(g, f"{g}")
         print(f"{label:>6} {row['n']:4d} {row['noise_free_median']:10.1f} "
               f"{row['noise_free_p10']:6.1f}-{row['noise_free_p90']:<7.1f} {row['median']:9.1f} "
               f"{100 * row['above_prism']:9.1f}% {100 * row['above_bic']:7.1f}% {100 * row['above_aic']:7.1f}%")
-    crossing = ph.n_fibres == 2
-    bounds = {k: 1.0 - float(np.sum(gain[crossing] <= v)) / float(ph.n_fibres.sum()) for k, v in prices.items()}
+    several = ph.n_fibres >= 2
+    bounds = {k: 1.0 - float(np.sum(gain[several] <= v)) / float(ph.n_fibres.sum()) for k, v in prices.items()}
     print("recall bound on this phantom (one-to-one matches): "
           + ", ".join(f"{k} price {100 * b:.1f} %" for k, b in bounds.items()))
     seconds = time.perf_counter() - t0
