@@ -69,7 +69,7 @@ def make_phantom(args):
     if args.tissue == "crossing":
         from prismflow.phantoms.crossing import make_crossing_phantom
         ph = make_crossing_phantom(snr=args.snr, n_per_angle=args.n, n_single=2 * args.n, seed=args.seed)
-        return ph, (1.7e-3, 0.2e-3)
+        return ph, (float(ph.evals[0]), float(ph.evals[1]))
     from prismflow.phantoms.multitensor import make_multitensor_phantom, scheme
     if args.bval:
         from prismflow.io.gradients import read_bval_bvec
